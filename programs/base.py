@@ -1,0 +1,107 @@
+"""What every method shares: input checks, accounting, and the output shape."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dspy
+from scale.programs.records import Step
+
+from scale.lm import Ledger, track
+
+MAX_PROBLEM_CHARS = 20_000
+
+
+class ProblemError(ValueError):
+    """A problem that cannot be solved as given (empty, or not text)."""
+
+
+def clean_problem(
+    problem: str | bytes, max_chars: int = MAX_PROBLEM_CHARS
+) -> tuple[str, list[str]]:
+    """Validate and normalize a problem; returns it with notes on what was changed.
+
+    Bytes are decoded as UTF-8 (invalid bytes replaced), control characters other than
+    newlines and tabs dropped, and text over ``max_chars`` truncated. Empty text is refused
+    before any model call."""
+    notes: list[str] = []
+    if isinstance(problem, bytes):
+        text = problem.decode("utf-8", errors="replace")
+        if "\ufffd" in text:
+            notes.append("invalid UTF-8 bytes replaced")
+        problem = text
+    if not isinstance(problem, str):
+        raise ProblemError(f"the problem must be text, got {type(problem).__name__}")
+    cleaned = "".join(c for c in problem if c in "\n\t" or unicodedata.category(c)[0] != "C")
+    if len(cleaned) != len(problem):
+        notes.append(f"{len(problem) - len(cleaned)} control characters removed")
+    cleaned = cleaned.strip()
+    if not cleaned:
+        raise ProblemError("the problem is empty")
+    if len(cleaned) > max_chars:
+        notes.append(f"problem truncated from {len(cleaned)} to {max_chars} characters")
+        cleaned = cleaned[:max_chars]
+    return cleaned, notes
+
+
+class MathProgram(dspy.Module):
+    """Base of SCALE and the baselines: ``forward(problem)`` returns a ``dspy.Prediction``
+    with ``answer``, ``steps`` (``Step`` records), ``usage`` (every LM call, by stage and by
+    system) and ``notes``."""
+
+    method = "base"
+
+    def forward(self, problem: str) -> dspy.Prediction:
+        problem, notes = clean_problem(problem)
+        started = time.perf_counter()
+        with track() as ledger:
+            steps, more_notes = self.solve(problem)
+        attribute(steps, ledger)
+        usage = ledger.summary()
+        usage["seconds"] = round(time.perf_counter() - started, 3)
+        answer = steps[-1].answer if steps else ""
+        return dspy.Prediction(
+            answer=answer, steps=steps, usage=usage, notes=notes + more_notes, method=self.method
+        )
+
+    def solve(self, problem: str) -> tuple[list[Step], list[str]]:
+        """Run the method; return its steps (the last one holds the answer) and notes."""
+        raise NotImplementedError
+
+
+def attribute(steps: list[Step], ledger: Ledger) -> None:
+    """Copy each step's share of the calls (those labelled with its index) into the step."""
+    for i, step in enumerate(steps):
+        mine = [r for r in ledger.records if r.step == i]
+        step.prompt_tokens = sum(r.prompt_tokens for r in mine)
+        step.completion_tokens = sum(r.completion_tokens for r in mine)
+        step.lm_calls = len(mine)
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+_listener: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
+    "listener", default=None
+)
+
+
+@contextlib.contextmanager
+def listening(callback: Listener) -> Iterator[None]:
+    """Call ``callback(event, data)`` as stages and steps complete inside the block
+    (events: ``decomposed``, ``rated``, ``step``, ``answered``)."""
+    token = _listener.set(callback)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def emit(event: str, **data: Any) -> None:
+    """Tell the active listener, if any, that ``event`` happened."""
+    callback = _listener.get()
+    if callback is not None:
+        callback(event, data)

@@ -1,0 +1,101 @@
+"""Stage 3: pick System 1 or System 2 per step; the routing knobs ride in saved programs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from dspy.predict.parameter import Parameter
+
+ESTIMATORS = ("self", "logprob", "consistency")
+MODES = ("threshold", "budget")
+FORCED_LAST = 0.9  # the authors' score for the final step: tau >= 0.9 still means System 1
+STATE_VERSION = 1
+
+
+class RoutingError(ValueError):
+    """Routing settings out of their domain."""
+
+
+def route_threshold(difficulties: list[float | None], threshold: float) -> list[int]:
+    """System 2 where the difficulty is strictly above ``threshold``; an unknown difficulty
+    counts as 1.0 (hardest), so a threshold of 1 still keeps every step on System 1."""
+    return [2 if (1.0 if d is None else d) > threshold else 1 for d in difficulties]
+
+
+def route_budget(difficulties: list[float | None], fraction: float) -> list[int]:
+    """System 2 for the hardest ``fraction`` of the steps by rank (rounded half up; unknown
+    difficulties rank hardest, ties go to later steps)."""
+    count = math.floor(fraction * len(difficulties) + 0.5)
+    ranked = sorted(
+        range(len(difficulties)),
+        key=lambda i: (math.inf if difficulties[i] is None else difficulties[i], i),
+        reverse=True,
+    )
+    hard = set(ranked[:count])
+    return [2 if i in hard else 1 for i in range(len(difficulties))]
+
+
+@dataclass
+class Routing(Parameter):
+    """The non-prompt knobs of SCALE, saved with the program and left alone by prompt
+    optimizers: estimator, routing mode, step threshold (tau), budget fraction (q), the
+    problem-level decomposition gate, and whether the last step is forced to 0.9."""
+
+    estimator: str = "self"
+    mode: str = "threshold"
+    threshold: float = 0.5
+    budget: float = 0.5
+    decompose_threshold: float | None = None
+    force_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise RoutingError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.mode not in MODES:
+            raise RoutingError(f"routing mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("threshold", "budget", "decompose_threshold"):
+            value = getattr(self, name)
+            if value is None and name == "decompose_threshold":
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (0.0 <= value <= 1.0)
+            ):
+                raise RoutingError(f"{name} must be a number in [0, 1], got {value!r}")
+        if self.mode == "budget" and self.estimator == "consistency":
+            raise RoutingError(
+                "budget routing ranks all steps up front; the consistency estimator rates each "
+                "step only when it runs: use --route threshold, or --estimator self/logprob"
+            )
+
+    def route(self, difficulties: list[float | None]) -> list[int]:
+        if self.mode == "budget":
+            return route_budget(difficulties, self.budget)
+        return route_threshold(difficulties, self.threshold)
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        return {"version": STATE_VERSION, **asdict(self)}
+
+    def load_state(self, state: dict[str, Any]) -> Routing:
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            found = state.get("version") if isinstance(state, dict) else type(state).__name__
+            raise RoutingError(
+                f"routing state version {found!r} is not the supported {STATE_VERSION}"
+            )
+        names = {f.name for f in fields(self)}
+        unknown = set(state) - names - {"version"}
+        if unknown:
+            raise RoutingError(f"unknown routing settings: {sorted(unknown)}")
+        candidate = Routing(**{k: v for k, v in state.items() if k in names})
+        for name in names:
+            setattr(self, name, getattr(candidate, name))
+        return self
+
+    def reset(self) -> None:
+        """Prompt optimizers reset parameters between rounds; routing keeps its values."""

@@ -1,0 +1,83 @@
+"""Stage 4: answer a sub-problem (or a whole problem) with one system profile."""
+
+from __future__ import annotations
+
+import dspy
+from scale.programs.profiles import SystemProfile
+from scale.signatures import SolveProblem, SolveStep
+
+from scale.lm import label
+from scale.verify import extract_answer, is_equivalent
+
+
+def majority(answers: list[str]) -> tuple[str, float]:
+    """The most common answer, clustering by math equivalence, and its share of ``answers``.
+
+    Empty answers never win while a non-empty one exists; ties go to the earliest cluster."""
+    clusters: list[list[str]] = []
+    for answer in answers:
+        for cluster in clusters:
+            if is_equivalent(cluster[0], answer):
+                cluster.append(answer)
+                break
+        else:
+            clusters.append([answer])
+    ranked = sorted(clusters, key=lambda c: (bool(c[0].strip()), len(c)), reverse=True)
+    best = ranked[0] if ranked else [""]
+    return best[0], len(best) / max(len(answers), 1)
+
+
+class Solver(dspy.Module):
+    """Answers with one profile: ``direct`` is a Predict, ``reasoning`` a ChainOfThought;
+    with ``samples`` > 1 the majority of that many samples wins."""
+
+    def __init__(self, signature: type[dspy.Signature], profile: SystemProfile, system: int):
+        super().__init__()
+        self.profile = profile
+        self.system = system
+        self.predict = (dspy.ChainOfThought if profile.kind == "reasoning" else dspy.Predict)(
+            signature
+        )
+
+    def sample(
+        self,
+        n: int,
+        temperature: float,
+        *,
+        step: int | None = None,
+        stage: str = "solve",
+        **inputs: str,
+    ) -> list[str]:
+        """``n`` answers at ``temperature``, each a distinct (separately cached) rollout."""
+        config = {"temperature": temperature}
+        return [
+            self._call(stage, step, config | {"rollout_id": i, "seed": i}, **inputs)
+            for i in range(n)
+        ]
+
+    def forward(self, step: int | None = None, **inputs: str) -> dspy.Prediction:
+        notes: list[str] = []
+        if self.profile.samples > 1:
+            answers = self.sample(
+                self.profile.samples, self.profile.sample_temperature, step=step, **inputs
+            )
+            answer, share = majority(answers)
+            notes.append(f"self-consistency: {share:.2f} of {len(answers)} samples agree")
+        else:
+            answer = self._call("solve", step, {}, **inputs)
+        return dspy.Prediction(answer=answer, notes=notes)
+
+    def _call(self, stage: str, step: int | None, config: dict, **inputs: str) -> str:
+        with dspy.context(lm=self.profile.lm), label(stage, self.system, step):
+            pred = self.predict(**inputs, config=config)
+        return extract_answer(str(pred.answer or ""))
+
+
+def step_solver(profile: SystemProfile, system: int) -> Solver:
+    """A solver of one sub-problem in context (``SolveStep``)."""
+    return Solver(SolveStep, profile, system)
+
+
+def problem_solver(profile: SystemProfile, system: int) -> Solver:
+    """A solver of a whole problem (``SolveProblem``)."""
+    return Solver(SolveProblem, profile, system)

@@ -1,0 +1,181 @@
+"""``scale bench``: every method on the same examples, full costs, paired comparisons."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from scale.optimizers.evaluate import Summary, evaluate
+from scale.plots import tradeoff_plot
+from scale.programs.io import atomic_write_text
+from scale.tracking import Tracker
+
+# method name -> build_program arguments
+BENCH_METHODS: dict[str, dict[str, str]] = {
+    "cot": {"method": "cot"},
+    "vote": {"method": "vote"},
+    "scale-paper": {"method": "scale", "preset": "paper"},
+    "scale": {"method": "scale", "preset": "efficient"},
+    "uniform-s1": {"method": "uniform-s1"},
+    "uniform-s2": {"method": "uniform-s2"},
+}
+
+
+def machine() -> dict[str, Any]:
+    """Where and with what a benchmark ran."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("dspy", "litellm", "llama_cpp_python", "mlflow", "math-verify", "sympy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "command": " ".join(["scale", *sys.argv[1:]]),
+    }
+
+
+def paired(
+    base: list[dict[str, Any]], other: list[dict[str, Any]], *, resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """``other`` minus ``base`` on the ids both have: accuracy difference with a paired
+    95% bootstrap interval, and the ratio of tokens per problem."""
+    by_id = {r["id"]: r for r in base}
+    pairs = [(by_id[r["id"]], r) for r in other if r["id"] in by_id]
+    if not pairs:
+        return {"n": 0}
+    diffs = [float(bool(o.get("correct"))) - float(bool(b.get("correct"))) for b, o in pairs]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
+    tokens = [
+        sum((r.get("usage") or {}).get("total_tokens", 0) for r in side)
+        for side in zip(*pairs, strict=True)
+    ]
+    return {
+        "n": n,
+        "accuracy_diff": round(sum(diffs) / n, 4),
+        "ci95": [
+            round(means[int(0.025 * resamples)], 4),
+            round(means[int(0.975 * resamples) - 1], 4),
+        ],
+        "token_ratio": round(tokens[1] / tokens[0], 3) if tokens[0] else None,
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark: {report['dataset']} (n={report['n']})",
+        "",
+        f"Model(s): {report['models']}. Date: {report['machine']['date']}. Machine: "
+        f"{report['machine']['cores']} cores, {report['machine']['cpu']}.",
+        "",
+        f"Command: `{report['machine']['command']}`",
+        "",
+        "| method | accuracy | 95% CI | tokens/problem | LM calls/problem | "
+        "System 2 share | s/problem | time outside LM calls | vs cot: acc. diff (95% CI) "
+        "| vs cot: token ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in report["methods"].items():
+        s = m["summary"]
+        vs = m.get("vs_cot") or {}
+        diff = (
+            f"{vs['accuracy_diff']:+.3f} ({vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f})"
+            if vs.get("n")
+            else "-"
+        )
+        lines.append(
+            f"| {name} | {s['accuracy']:.3f} | {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f} | "
+            f"{s['tokens_per_problem']:.0f} | {s['lm_calls_per_problem']:.1f} | "
+            f"{s['system2_fraction']:.2f} | {m['seconds_per_problem']:.1f} | "
+            f"{1 - s['lm_seconds_share']:.3f} | {diff} | {vs.get('token_ratio') or '-'} |"
+        )
+    lines += ["", "Tokens per problem by stage:", ""]
+    for name, m in report["methods"].items():
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in m["summary"]["tokens_by_stage"].items())
+        lines.append(f"- {name}: {stages}")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(
+    examples: list[dspy.Example],
+    methods: Sequence[str],
+    build: Callable[[str], dspy.Module],
+    out_dir: str | Path,
+    *,
+    dataset: str,
+    models: str,
+    threads: int = 1,
+    tracker: Tracker | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate each method on ``examples`` (results in ``out_dir/METHOD.jsonl``, resumed
+    if present) and write ``report.json``, ``report.md`` and ``tradeoff.png``."""
+    out_dir = Path(out_dir)
+    results: dict[str, tuple[list[dict[str, Any]], Summary]] = {}
+    for name in methods:
+        rows, summary = evaluate(
+            build(name),
+            examples,
+            threads=threads,
+            out=out_dir / f"{name}.jsonl",
+            resume=True,
+            progress=progress,
+            desc=name,
+        )
+        results[name] = (rows, summary)
+        if tracker is not None:
+            tracker.metrics({f"{name}.{k}": v for k, v in summary.to_dict().items()})
+            tracker.artifact(out_dir / f"{name}.jsonl")
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "n": len(examples),
+        "models": models,
+        "ids": [e.id for e in examples],
+        "machine": machine(),
+        "methods": {},
+    }
+    for name, (rows, summary) in results.items():
+        report["methods"][name] = {
+            "summary": summary.to_dict(),
+            "seconds_per_problem": round(
+                sum(r.get("seconds", 0) for r in rows) / max(len(rows), 1), 2
+            ),
+            "vs_cot": paired(results["cot"][0], rows) if "cot" in results else None,
+        }
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
+    atomic_write_text(out_dir / "report.md", _markdown(report))
+    points = [{"label": name, **m["summary"]} for name, m in report["methods"].items()]
+    tradeoff_plot(
+        points,
+        out_dir / "tradeoff.png",
+        title=f"{dataset}, n={len(examples)}: accuracy vs tokens per problem",
+    )
+    if tracker is not None:
+        for name in ("report.json", "report.md", "tradeoff.png"):
+            tracker.artifact(out_dir / name)
+    return report

@@ -1,0 +1,230 @@
+"""Model strings to ``dspy.LM``s, and the accounting of every LM call they make.
+
+Every LM built here is an ``AccountedLM``: each call it finishes (cache hits included, with
+the token counts of the original call) is appended to the ``Ledger`` active in the calling
+context, labelled with the stage and system the program declared with ``label``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy
+import litellm
+
+from scale import local
+
+DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
+TINY_MODEL = "local/smollm2-135m"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One finished LM call."""
+
+    model: str
+    stage: str
+    system: int | None
+    step: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    seconds: float
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Ledger:
+    """The LM calls of one unit of work (a problem, a sweep); safe to share between threads."""
+
+    records: list[CallRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals, and tokens/calls split by stage and by system (``"1"``/``"2"``)."""
+        with self._lock:
+            records = list(self.records)
+        return summarize(records)
+
+
+def summarize(records: list[CallRecord]) -> dict[str, Any]:
+    """Token and call totals of ``records``, split by stage and by system."""
+
+    def bucket(rs: list[CallRecord]) -> dict[str, int]:
+        return {
+            "prompt_tokens": sum(r.prompt_tokens for r in rs),
+            "completion_tokens": sum(r.completion_tokens for r in rs),
+            "total_tokens": sum(r.total_tokens for r in rs),
+            "lm_calls": len(rs),
+        }
+
+    out = bucket(records)
+    out["cached_calls"] = sum(r.cached for r in records)
+    out["spent_tokens"] = sum(r.total_tokens for r in records if not r.cached)
+    out["lm_seconds"] = round(sum(r.seconds for r in records), 3)
+    out["by_stage"] = {
+        s: bucket([r for r in records if r.stage == s]) for s in sorted({r.stage for r in records})
+    }
+    out["by_system"] = {
+        str(k): bucket([r for r in records if r.system == k])
+        for k in sorted({r.system for r in records if r.system is not None})
+    }
+    return out
+
+
+_ledger: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar("ledger", default=None)
+_label: contextvars.ContextVar[tuple[str, int | None, int | None]] = contextvars.ContextVar(
+    "label", default=("other", None, None)
+)
+
+
+@contextlib.contextmanager
+def track(ledger: Ledger | None = None) -> Iterator[Ledger]:
+    """Record the LM calls made inside the block into ``ledger`` (a new one by default)."""
+    ledger = ledger if ledger is not None else Ledger()
+    token = _ledger.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _ledger.reset(token)
+
+
+@contextlib.contextmanager
+def label(stage: str, system: int | None = None, step: int | None = None) -> Iterator[None]:
+    """Attribute the LM calls made inside the block to ``stage`` (and ``system``, ``step``)."""
+    token = _label.set((stage, system, step))
+    try:
+        yield
+    finally:
+        _label.reset(token)
+
+
+def _usage_numbers(usage: Any) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    get = usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)
+    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
+
+
+def _keep_cached_usage() -> None:
+    """DSPy clears ``usage`` on responses served from its cache; keep the original numbers
+    in ``_hidden_params`` so a cache hit is still counted at what the call cost."""
+    from dspy.clients.cache import Cache
+
+    original = Cache._prepare_cached_response
+    if getattr(original, "_keeps_usage", False):
+        return
+
+    def prepare(self: Cache, response: Any) -> Any:
+        usage = getattr(response, "usage", None)
+        prepared = original(self, response)
+        hidden = getattr(prepared, "_hidden_params", None)
+        if usage and isinstance(hidden, dict):
+            prepared._hidden_params = {**hidden, "cached_usage": _usage_numbers(usage)}
+        return prepared
+
+    prepare._keeps_usage = True  # type: ignore[attr-defined]
+    Cache._prepare_cached_response = prepare
+
+
+_keep_cached_usage()
+
+
+class AccountedLM(dspy.LM):
+    """A ``dspy.LM`` whose finished calls land in the active ``Ledger``."""
+
+    def update_history(self, entry: dict[str, Any]) -> None:
+        super().update_history(entry)
+        ledger = _ledger.get()
+        if ledger is None:
+            return
+        prompt, completion = _usage_numbers(entry.get("usage"))
+        response = entry.get("response")
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cached = "cached_usage" in hidden
+        if cached:
+            prompt, completion = hidden["cached_usage"]
+        seconds = (
+            0.0
+            if cached
+            else float(
+                hidden.get("local_seconds") or (getattr(response, "_response_ms", 0) or 0) / 1000
+            )
+        )
+        stage, system, step = _label.get()
+        ledger.add(CallRecord(self.model, stage, system, step, prompt, completion, cached, seconds))
+
+
+def check_model(model: str) -> None:
+    """Raise ``local.ModelError`` with a helpful sentence if ``model`` cannot name a model."""
+    if not model or "/" not in model:
+        raise local.ModelError(
+            f"Model {model!r} needs a provider prefix, e.g. {DEFAULT_MODEL}, openai/gpt-4o-mini, "
+            "ollama_chat/qwen3"
+        )
+    if model.startswith(f"{local.PROVIDER}/"):
+        name = model.removeprefix(f"{local.PROVIDER}/")
+        if not (name in local.PACKAGED_MODELS or name.endswith(".gguf")):
+            local.resolve(name)  # raises with the list of accepted names
+        return
+    try:
+        litellm.get_llm_provider(model)
+    except Exception:
+        raise local.ModelError(
+            f"Unknown model {model!r}: litellm knows no provider {model.split('/')[0]!r}"
+        ) from None
+
+
+def make_lm(
+    model: str = DEFAULT_MODEL,
+    *,
+    temperature: float = 0.0,
+    max_tokens: int = 1024,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    num_retries: int = 3,
+    cache: bool = True,
+    **kwargs: Any,
+) -> AccountedLM:
+    """A ``dspy.LM`` for any litellm model string or a ``local/...`` llama.cpp model.
+
+    Temperature and max_tokens are always sent. ``api_base``/``api_key`` point at any
+    OpenAI-compatible server (vLLM, llama.cpp's server, Ollama); a dummy key is used if none
+    is given. Calls that fail transiently are retried ``num_retries`` times with backoff.
+    """
+    check_model(model)
+    if model.startswith(f"{local.PROVIDER}/"):
+        local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
+        local.register()
+    client: dict[str, Any] = {}
+    if api_base:
+        client = {"api_base": api_base, "api_key": api_key or "not-needed"}
+    elif api_key:
+        client = {"api_key": api_key}
+    return AccountedLM(
+        model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        cache=cache,
+        num_retries=num_retries,
+        engine="litellm",
+        timeout=timeout,
+        **client,
+        **kwargs,
+    )

@@ -1,0 +1,149 @@
+"""MLflow tracking that never takes a run down: if the store is unusable, work continues
+and one warning says so."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "scale"
+
+log = logging.getLogger(__name__)
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= _flat(value, f"{name}.")
+        elif value is not None:
+            out[name] = str(value)[:500]
+    return out
+
+
+def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= _numbers(value, f"{name}.")
+        elif isinstance(value, (list, tuple)) and len(value) == 2 and key == "ci95":
+            out[f"{name}_low"], out[f"{name}_high"] = float(value[0]), float(value[1])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out
+
+
+class Tracker:
+    """One MLflow run (or a no-op when tracking is off or broken)."""
+
+    def __init__(self, mlflow: Any | None):
+        self._mlflow = mlflow
+
+    @property
+    def active(self) -> bool:
+        return self._mlflow is not None
+
+    def _safely(self, action: str, *args: Any, **kwargs: Any) -> None:
+        if self._mlflow is None:
+            return
+        try:
+            getattr(self._mlflow, action)(*args, **kwargs)
+        except Exception as exc:
+            _disable(f"{action} failed ({type(exc).__name__}: {exc})")
+            self._mlflow = None
+
+    def params(self, params: dict[str, Any]) -> None:
+        self._safely("log_params", _flat(params))
+
+    def metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self._safely("log_metrics", _numbers(metrics), step=step)
+
+    def artifact(self, path: str | Path) -> None:
+        if Path(path).exists():
+            self._safely("log_artifact", str(path))
+
+    def text(self, text: str, name: str) -> None:
+        self._safely("log_text", text, name)
+
+    @contextlib.contextmanager
+    def child(self, name: str) -> Iterator[Tracker]:
+        """A nested run (one optimizer trial)."""
+        if self._mlflow is None:
+            yield Tracker(None)
+            return
+        try:
+            ctx = self._mlflow.start_run(run_name=name, nested=True)
+            ctx.__enter__()
+        except Exception as exc:
+            _disable(f"nested run failed ({type(exc).__name__}: {exc})")
+            yield Tracker(None)
+            return
+        failed = False
+        try:
+            yield Tracker(self._mlflow)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                ctx.__exit__(*(sys.exc_info() if failed else (None, None, None)))
+
+
+def _disable(reason: str) -> None:
+    print(
+        f"scale: MLflow tracking unavailable, continuing without it: {reason}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+@contextlib.contextmanager
+def run(
+    name: str,
+    *,
+    enabled: bool = True,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> Iterator[Tracker]:
+    """An MLflow run named ``name`` in ``experiment`` on ``tracking_uri`` (default: the
+    SQLite store ``mlflow.db`` in the working folder)."""
+    if not enabled:
+        yield Tracker(None)
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        import mlflow
+
+        for noisy in ("alembic", "mlflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        mlflow.set_tracking_uri(
+            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+        )
+        mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
+        ctx = mlflow.start_run(run_name=name)
+        ctx.__enter__()
+    except Exception as exc:
+        _disable(f"{type(exc).__name__}: {exc}")
+        yield Tracker(None)
+        return
+    tracker = Tracker(mlflow)
+    if params:
+        tracker.params(params)
+    status = "FINISHED"
+    try:
+        yield tracker
+    except BaseException:
+        status = "KILLED" if sys.exc_info()[0] is KeyboardInterrupt else "FAILED"
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status=status)
