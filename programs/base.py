@@ -12,7 +12,7 @@ from typing import Any
 import dspy
 from scale.programs.records import Step
 
-from scale.lm import Ledger, track
+from scale.lm import current_ledger, track
 
 MAX_PROBLEM_CHARS = 20_000
 
@@ -61,7 +61,6 @@ class MathProgram(dspy.Module):
         started = time.perf_counter()
         with track() as ledger:
             steps, more_notes = self.solve(problem)
-        attribute(steps, ledger)
         usage = ledger.summary()
         usage["seconds"] = round(time.perf_counter() - started, 3)
         answer = steps[-1].answer if steps else ""
@@ -74,13 +73,17 @@ class MathProgram(dspy.Module):
         raise NotImplementedError
 
 
-def attribute(steps: list[Step], ledger: Ledger) -> None:
-    """Copy each step's share of the calls (those labelled with its index) into the step."""
-    for i, step in enumerate(steps):
-        mine = [r for r in ledger.records if r.step == i]
-        step.prompt_tokens = sum(r.prompt_tokens for r in mine)
-        step.completion_tokens = sum(r.completion_tokens for r in mine)
-        step.lm_calls = len(mine)
+def finish_step(step: Step, index: int, started: float) -> Step:
+    """Record a finished step's wall time and its share of the calls (those labelled with
+    its index in the active ledger), then tell the listener."""
+    step.seconds = round(time.perf_counter() - started, 3)
+    ledger = current_ledger()
+    mine = [r for r in ledger.records if r.step == index] if ledger is not None else []
+    step.prompt_tokens = sum(r.prompt_tokens for r in mine)
+    step.completion_tokens = sum(r.completion_tokens for r in mine)
+    step.lm_calls = len(mine)
+    emit("step", index=index, step=step)
+    return step
 
 
 Listener = Callable[[str, dict[str, Any]], None]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from scale.programs import profiles
-from scale.programs.base import MathProgram, emit
+from scale.programs.base import MathProgram, finish_step
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Step
 from scale.programs.solve import majority, problem_solver
@@ -20,10 +22,10 @@ class CoT(MathProgram):
         self.solver = problem_solver(self.system2, 2)
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
+        started = time.perf_counter()
         pred = self.solver(step=0, problem=problem)
         step = Step(problem, None, 2, pred.answer, notes=pred.notes)
-        emit("step", index=0, step=step)
-        return [step], []
+        return [finish_step(step, 0, started)], []
 
 
 class Vote(MathProgram):
@@ -44,6 +46,7 @@ class Vote(MathProgram):
         self.solver = problem_solver(self.system2, 2)
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
+        started = time.perf_counter()
         answers = self.solver.sample(self.samples, self.temperature, step=0, problem=problem)
         answer, share = majority(answers)
         step = Step(
@@ -53,5 +56,4 @@ class Vote(MathProgram):
             answer,
             notes=[f"{share:.2f} of {len(answers)} samples agree: {answers}"],
         )
-        emit("step", index=0, step=step)
-        return [step], []
+        return [finish_step(step, 0, started)], []

@@ -186,7 +186,8 @@ class SelfEstimator(dspy.Module):
         ratings += [Rating(None) for _ in range(n - len(ratings))]
         notes = []
         if len(values) != n:
-            notes.append(f"{len(values)} difficulties for {n} steps: missing ones treated as hard")
+            extra = ": missing ones treated as hard" if len(values) < n else ": extra ones ignored"
+            notes.append(f"{len(values)} difficulties for {n} steps{extra}")
         if logprobs:
             notes.append("logprobs unusable for this output: stated scores used")
         for rating in ratings:

@@ -59,6 +59,8 @@ def build_program(
     vote_samples: int = 5,
     api_base: str | None = None,
     api_key: str | None = None,
+    timeout: float = 300.0,
+    retries: int = 3,
     program_path: str | None = None,
     **routing: Any,
 ) -> MathProgram:
@@ -74,7 +76,7 @@ def build_program(
         raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
-    client = {"api_base": api_base, "api_key": api_key}
+    client = {"api_base": api_base, "api_key": api_key, "timeout": timeout, "retries": retries}
     s1 = system1(
         system1_model or model,
         **client,

@@ -25,6 +25,7 @@ class SystemProfile:
     api_base: str | None = None
     api_key: str | None = None
     timeout: float = 300.0
+    retries: int = 3
     _lm: AccountedLM | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +48,7 @@ class SystemProfile:
                 api_base=self.api_base,
                 api_key=self.api_key,
                 timeout=self.timeout,
+                num_retries=self.retries,
                 **extra,
             )
         return self._lm

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from scale.programs import profiles
-from scale.programs.base import MathProgram, emit
+from scale.programs.base import MathProgram, emit, finish_step
 from scale.programs.decompose import Decomposer
 from scale.programs.difficulty import ConsistencyEstimator, SelfEstimator
 from scale.programs.profiles import SystemProfile
@@ -114,9 +114,7 @@ class SCALE(MathProgram):
                 )
                 step.answer = pred.answer
                 step.notes.extend(pred.notes)
-            step.seconds = round(time.perf_counter() - started, 3)
-            steps.append(step)
-            emit("step", index=i, step=step)
+            steps.append(finish_step(step, i, started))
         return steps, list(decomposition.notes)
 
     def _gate(self, problem: str) -> Step | None:
@@ -138,9 +136,7 @@ class SCALE(MathProgram):
             pred.answer,
             notes=[*rating.notes, "not decomposed: answered in one System 2 call"],
         )
-        step.seconds = round(time.perf_counter() - started, 3)
-        emit("step", index=0, step=step)
-        return step
+        return finish_step(step, 0, started)
 
     def _plan(self, problem: str, subproblems: list[str]) -> list[Rating] | None:
         """Up-front ratings, or None when steps are rated online (consistency) or not at all."""

@@ -66,6 +66,21 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "(default: the provider's environment variable)",
     )
     g.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds one LM call may take before it fails and is retried (default: %(default)s)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        choices=range(11),
+        metavar="N",
+        help="retries of a failed LM call (0-10), with exponential backoff that honours "
+        "Retry-After (default: %(default)s)",
+    )
+    g.add_argument(
         "--system1-model", help="model for System 1, decomposition and scoring (default: --model)"
     )
     g.add_argument("--system2-model", help="model for System 2 (default: --model)")
@@ -159,6 +174,8 @@ def program_from_args(args: argparse.Namespace):
         vote_samples=args.vote_samples,
         api_base=args.api_base,
         api_key=args.api_key,
+        timeout=args.timeout,
+        retries=args.retries,
         program_path=args.program,
         estimator=args.estimator,
         mode=args.route,
@@ -664,6 +681,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             vote_samples=args.vote_samples,
             api_base=args.api_base,
             api_key=args.api_key,
+            timeout=args.timeout,
+            retries=args.retries,
             program_path=args.program if name == "scale" else None,
         )
 

@@ -104,6 +104,11 @@ def track(ledger: Ledger | None = None) -> Iterator[Ledger]:
         _ledger.reset(token)
 
 
+def current_ledger() -> Ledger | None:
+    """The ledger recording the calls of the current context, if any."""
+    return _ledger.get()
+
+
 @contextlib.contextmanager
 def label(stage: str, system: int | None = None, step: int | None = None) -> Iterator[None]:
     """Attribute the LM calls made inside the block to ``stage`` (and ``system``, ``step``)."""
