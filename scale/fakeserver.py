@@ -151,9 +151,13 @@ class FakeServer:
                         {"Retry-After": f"{server.faults.retry_after:g}"},
                     )
                 if fault == "reset":
+                    # SO_LINGER 0 makes the close send a TCP RST; the read buffer holds a
+                    # reference to the socket, so it is closed first or no close happens.
                     self.connection.setsockopt(
                         socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                     )
+                    self.close_connection = True
+                    self.rfile.close()
                     self.connection.close()
                     return None
                 if fault == "slow":

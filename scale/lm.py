@@ -22,6 +22,8 @@ import litellm
 
 from scale import local
 
+litellm.suppress_debug_info = True  # errors are reported once, by us
+
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 TINY_MODEL = "local/smollm2-135m"
 

@@ -40,6 +40,7 @@ class ScriptedLM(CustomLLM):
         super().__init__()
         self.rules: list[tuple[str, Reply]] = []
         self.calls: list[tuple[str, dict]] = []
+        self.completion_tokens: Callable[[str], int] = lambda text: COMPLETION_TOKENS
         self.lock = threading.Lock()
 
     def completion(
@@ -73,13 +74,14 @@ class ScriptedLM(CustomLLM):
         }
         if isinstance(text, ScriptedText) and text.logprobs is not None:
             choice["logprobs"] = {"content": text.logprobs}
+        completion = self.completion_tokens(text)
         return litellm.ModelResponse(
             model=model,
             choices=[choice],
             usage={
                 "prompt_tokens": PROMPT_TOKENS,
-                "completion_tokens": COMPLETION_TOKENS,
-                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+                "completion_tokens": completion,
+                "total_tokens": PROMPT_TOKENS + completion,
             },
         )
 
@@ -112,6 +114,7 @@ def scripted() -> ScriptedLM:
         ]
         custom_llm_setup()
     _HANDLER.rules, _HANDLER.calls = [], []
+    _HANDLER.completion_tokens = lambda text: COMPLETION_TOKENS
     return _HANDLER
 
 

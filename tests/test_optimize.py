@@ -1,0 +1,370 @@
+"""Evaluation, routing search, the optimizer, the CLI's eval/sweep/compile and MLflow logging,
+against a scripted world where the best threshold is known."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import dspy
+import pytest
+from conftest import chat
+from scale.optimizers import (
+    CostAware,
+    SCALEOptimizer,
+    Trial,
+    best_trial,
+    evaluate,
+    feedback,
+    pareto_front,
+    read_results,
+    search_routing,
+)
+from scale.programs import SCALE, MathProgram, Routing, Step, system1, system2
+
+from scale.cli import main
+
+# Step 1 of problem X has difficulty D[X]; System 1 gets it right only below 0.4, System 2
+# always; the final step is right exactly when the context holds the right step-1 answer.
+D = {"A": 0.15, "B": 0.35, "C": 0.45, "D": 0.75}
+EXAMPLES = [
+    dspy.Example(id=k, problem=f"Problem {k}: compute the total.", answer="10").with_inputs(
+        "problem"
+    )
+    for k in D
+]
+
+
+def _pid(prompt: str) -> str:
+    return re.findall(r"Problem (\w):", prompt)[-1]
+
+
+def _solve(prompt: str, params: dict) -> str:
+    reasoning = "[[ ## reasoning ## ]]" in prompt
+    tail = prompt.split("[[ ## earlier_steps ## ]]")[-1]
+    if "first quantity" in tail.split("[[ ## subproblem ## ]]")[-1]:
+        right = reasoning or D[_pid(prompt)] < 0.4
+        answer = "5" if right else "4"
+    else:
+        answer = "10" if "Answer 1: 5" in tail else "8"
+    if reasoning:
+        return chat(reasoning="think " * 40, answer=answer)
+    return chat(answer=answer)
+
+
+@pytest.fixture
+def world(scripted):
+    scripted.rules += [
+        (r"Break the math problem", chat(subproblems=["first quantity", "final"])),
+        (r"Rate how hard each", lambda p, o: chat(difficulties=[D[_pid(p)]])),
+        (r"Rate how hard the current", lambda p, o: chat(difficulty=D[_pid(p)])),
+        (r"Answer the current sub-problem", _solve),
+    ]
+    scripted.completion_tokens = lambda text: len(text.split())
+    return scripted
+
+
+def program() -> SCALE:
+    return SCALE(system1("scripted/s1"), system2("scripted/s2"), routing=Routing(estimator="self"))
+
+
+def test_search_finds_the_known_best_threshold(world):
+    trials = search_routing(program(), EXAMPLES, progress=False)
+    by_tau = {t.value: t for t in trials}
+    assert by_tau[0.0].accuracy == by_tau[0.4].accuracy == 1.0
+    assert by_tau[0.5].accuracy == 0.75 and by_tau[0.8].accuracy == 0.5
+    assert by_tau[0.4].tokens_per_problem < by_tau[0.3].tokens_per_problem
+    assert by_tau[0.4].tokens_per_problem < by_tau[0.0].tokens_per_problem
+    assert best_trial(trials).value == 0.4
+    assert 0.4 in {t.value for t in pareto_front(trials)}
+    # decomposition and scoring do not depend on the threshold: paid once, then cached
+    assert world.count(r"Break the math problem") == len(EXAMPLES)
+    assert sum(t.spent_tokens for t in trials[1:]) < trials[0].spent_tokens
+
+
+def test_optimizer_saves_the_best_threshold(world, tmp_path):
+    optimizer = SCALEOptimizer(estimators=("self",), progress=False)
+    tuned = optimizer.compile(program(), trainset=EXAMPLES[:1], valset=EXAMPLES)
+    assert tuned.routing.threshold == 0.4 and tuned.routing.estimator == "self"
+    assert len(optimizer.trials) == 11 and optimizer.report["best"]["value"] == 0.4
+    from scale.programs import save_program
+
+    saved = json.loads(save_program(tuned, tmp_path / "t.json").read_text())
+    assert saved["routing"]["threshold"] == 0.4
+
+
+def test_bootstrap_changes_the_saved_demos(world, tmp_path):
+    from scale.programs import save_program
+
+    student = program()
+    before = json.dumps(student.dump_state()["decomposer.decompose"]["demos"])
+    optimizer = SCALEOptimizer(
+        prompt_optimizer="bootstrap",
+        estimators=("self",),
+        thresholds=(0.4,),
+        max_demos=1,
+        progress=False,
+    )
+    tuned = optimizer.compile(student, trainset=EXAMPLES[:2], valset=EXAMPLES[2:])
+    saved = json.loads(save_program(tuned, tmp_path / "t.json").read_text())
+    after = json.dumps(saved["decomposer.decompose"]["demos"])
+    assert before == "[]" and after != before
+    assert "first quantity" in after
+    assert student.decomposer.decompose.demos == []  # compile does not touch the student
+
+
+def test_cost_aware_objective_prefers_the_cheaper_of_equal_accuracy():
+    cheap = Trial("self", None, "threshold", 0.4, accuracy=0.8, tokens_per_problem=100)
+    dear = Trial("self", None, "threshold", 0.1, accuracy=0.8, tokens_per_problem=300)
+    objective = CostAware(lam=1e-3)
+    for t in (cheap, dear):
+        t.objective = objective.objective(t.accuracy, t.tokens_per_problem)
+    assert cheap.objective > dear.objective
+    assert best_trial([dear, cheap]) is cheap
+    budget = CostAware(budget=200)
+    assert budget.objective(0.8, 100) == 0.8 and budget.objective(0.9, 300) == 0.0
+
+
+def test_cost_aware_search_trades_accuracy_for_tokens(world):
+    trials = search_routing(
+        program(),
+        EXAMPLES,
+        thresholds=(0.4, 0.9),
+        objective=CostAware(lam=0.5),
+        progress=False,
+    )
+    assert best_trial(trials).value == 0.9  # much cheaper, a little less accurate
+    trials = search_routing(
+        program(), EXAMPLES, thresholds=(0.4, 0.9), objective=CostAware(), progress=False
+    )
+    assert best_trial(trials).value == 0.4
+
+
+def test_feedback_names_the_expected_answer_and_the_diverging_step():
+    example = dspy.Example(problem="p", answer="10", solution="5 + 5 = 10")
+    pred = dspy.Prediction(answer="8", steps=[Step("first", answer="4"), Step("p", answer="8")])
+    fb = feedback(example, pred)
+    assert fb.score == 0.0 and "'10'" in fb.feedback and "Step 1" in fb.feedback
+    assert feedback(example, dspy.Prediction(answer="10", steps=[])).feedback == "Correct."
+
+
+class Counting(MathProgram):
+    """Answers "10" and counts calls; raises KeyboardInterrupt on one problem."""
+
+    method = "counting"
+
+    def __init__(self, interrupt_on: str | None = None):
+        super().__init__()
+        self.seen: list[str] = []
+        self.interrupt_on = interrupt_on
+
+    def solve(self, problem: str) -> tuple[list[Step], list[str]]:
+        if problem.startswith(f"Problem {self.interrupt_on}"):
+            raise KeyboardInterrupt
+        if problem.startswith("Problem B"):
+            raise RuntimeError("model exploded")
+        self.seen.append(problem)
+        return [Step(problem, answer="10")], []
+
+
+def test_eval_resume_neither_repeats_nor_loses(tmp_path):
+    out = tmp_path / "r.jsonl"
+    first = Counting(interrupt_on="C")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(first, EXAMPLES, out=out, progress=False)
+    assert [r["id"] for r in read_results(out)] == ["A", "B"]
+    with open(out, "a") as f:
+        f.write('{"id": "C", "gold": "10", "predic')  # a torn line from a killed writer
+    second = Counting()
+    rows, summary = evaluate(second, EXAMPLES, out=out, resume=True, progress=False)
+    assert [p[:9] for p in second.seen] == ["Problem C", "Problem D"]
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == ["A", "B", "C", "D"]
+    assert [r["id"] for r in rows] == ["A", "B", "C", "D"]
+    assert summary.n == 4 and summary.errors == 1 and summary.correct == 3
+    assert rows[1]["error"].startswith("RuntimeError")
+
+
+def test_results_file_is_not_overwritten_without_resume(tmp_path):
+    from scale.optimizers.evaluate import ResultsFileError
+
+    out = tmp_path / "r.jsonl"
+    out.write_text("")
+    with pytest.raises(ResultsFileError, match="--resume"):
+        evaluate(Counting(), EXAMPLES, out=out, progress=False)
+
+
+# --- CLI and MLflow --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "dev.jsonl"
+    path.write_text("".join(json.dumps(e.toDict()) + "\n" for e in EXAMPLES))
+    return str(path)
+
+
+def test_cli_eval_json_summary_and_mlflow_run(world, dataset, store, tmp_path, capsys):
+    out = tmp_path / "res.jsonl"
+    code = main(
+        [
+            "eval",
+            "--dataset",
+            dataset,
+            "--model",
+            "scripted/s1",
+            "--estimator",
+            "self",
+            "--decompose-threshold",
+            "0",
+            "--threshold",
+            "0.4",
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+            "--tracking-uri",
+            store,
+            "--experiment",
+            "t-eval",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) >= {
+        "accuracy",
+        "ci95",
+        "n",
+        "errors",
+        "tokens_per_problem",
+        "system2_fraction",
+        "wall_s",
+    }
+    assert summary["n"] == 4 and summary["accuracy"] == 1.0
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["t-eval"])
+    assert len(runs) == 1 and runs["metrics.accuracy"][0] == 1.0
+    assert runs["params.threshold"][0] == "0.4"
+    artifacts = mlflow.MlflowClient().list_artifacts(runs["run_id"][0])
+    assert [a.path for a in artifacts] == ["res.jsonl"]
+
+
+def test_cli_compile_nested_trials_artifact_and_tuned_solve(
+    world, dataset, store, tmp_path, capsys
+):
+    tuned = tmp_path / "tuned.json"
+    code = main(
+        [
+            "compile",
+            "--dataset",
+            dataset,
+            "--train",
+            "1",
+            "--val",
+            "3",
+            "--optimizer",
+            "none",
+            "--estimators",
+            "self",
+            "--thresholds",
+            "0,0.4,0.9",
+            "--model",
+            "scripted/s1",
+            "--out",
+            str(tuned),
+            "--quiet",
+            "--tracking-uri",
+            store,
+            "--experiment",
+            "t-compile",
+        ]
+    )
+    assert code == 0
+    state = json.loads(tuned.read_text())
+    assert state["routing"]["threshold"] in (0.0, 0.4, 0.9)
+    assert len(state["scale"]["trials"]) == 3
+    assert set(state["scale"]["train_ids"]).isdisjoint(state["scale"]["val_ids"])
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["t-compile"])
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert len(parents) == 1 and len(children) == 3
+    assert set(children["params.threshold"]) == {"0.0", "0.4", "0.9"}
+    artifacts = mlflow.MlflowClient().list_artifacts(parents["run_id"].iloc[0])
+    assert "tuned.json" in [a.path for a in artifacts]
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "solve",
+                "--program",
+                str(tuned),
+                "--model",
+                "scripted/s1",
+                "--json",
+                "Problem A: compute the total.",
+            ]
+        )
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] == "10"
+
+
+def test_cli_sweep_writes_table_and_plot(world, dataset, tmp_path, capsys):
+    out_dir = tmp_path / "sweep"
+    code = main(
+        [
+            "sweep",
+            "--dataset",
+            dataset,
+            "--model",
+            "scripted/s1",
+            "--estimator",
+            "self",
+            "--thresholds",
+            "0,0.4,0.9",
+            "--out-dir",
+            str(out_dir),
+            "--no-mlflow",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "0.40" in table and "0.90" in table
+    data = json.loads((out_dir / "sweep.json").read_text())
+    assert [t["value"] for t in data["trials"]] == [0.0, 0.4, 0.9]
+    assert (out_dir / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tracking_store_unusable_run_still_completes(world, dataset, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = f"sqlite:///{tmp_path}/a-file/y.db"
+    code = main(
+        [
+            "eval",
+            "--dataset",
+            dataset,
+            "--model",
+            "scripted/s1",
+            "--estimator",
+            "self",
+            "--json",
+            "--quiet",
+            "--tracking-uri",
+            bad,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["n"] == 4, captured.err
+    assert "MLflow tracking unavailable" in captured.err
