@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scale.lm import DEFAULT_MODEL, AccountedLM, make_lm
+from scale.lm import DEFAULT_MODEL, AccountedLM, check_model, make_lm
 
 
 @dataclass
@@ -33,6 +33,7 @@ class SystemProfile:
             raise ValueError(f"kind must be 'direct' or 'reasoning', got {self.kind!r}")
         if self.max_tokens < 1 or self.samples < 1:
             raise ValueError("max_tokens and samples must be positive")
+        check_model(self.model)
 
     @property
     def lm(self) -> AccountedLM:

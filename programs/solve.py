@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 from scale.programs.profiles import SystemProfile
 from scale.signatures import SolveProblem, SolveStep
+from scale.signatures.solve import REASONING_DESC
 
 from scale.lm import label
 from scale.verify import extract_answer, is_equivalent
@@ -35,9 +37,12 @@ class Solver(dspy.Module):
         super().__init__()
         self.profile = profile
         self.system = system
-        self.predict = (dspy.ChainOfThought if profile.kind == "reasoning" else dspy.Predict)(
-            signature
-        )
+        if profile.kind == "reasoning":
+            self.predict = dspy.ChainOfThought(
+                signature, rationale_field=dspy.OutputField(desc=REASONING_DESC)
+            )
+        else:
+            self.predict = dspy.Predict(signature)
 
     def sample(
         self,
@@ -46,12 +51,13 @@ class Solver(dspy.Module):
         *,
         step: int | None = None,
         stage: str = "solve",
+        notes: list[str] | None = None,
         **inputs: str,
     ) -> list[str]:
         """``n`` answers at ``temperature``, each a distinct (separately cached) rollout."""
         config = {"temperature": temperature}
         return [
-            self._call(stage, step, config | {"rollout_id": i, "seed": i}, **inputs)
+            self._call(stage, step, config | {"rollout_id": i, "seed": i}, notes, **inputs)
             for i in range(n)
         ]
 
@@ -59,18 +65,31 @@ class Solver(dspy.Module):
         notes: list[str] = []
         if self.profile.samples > 1:
             answers = self.sample(
-                self.profile.samples, self.profile.sample_temperature, step=step, **inputs
+                self.profile.samples,
+                self.profile.sample_temperature,
+                step=step,
+                notes=notes,
+                **inputs,
             )
             answer, share = majority(answers)
             notes.append(f"self-consistency: {share:.2f} of {len(answers)} samples agree")
         else:
-            answer = self._call("solve", step, {}, **inputs)
+            answer = self._call("solve", step, {}, notes, **inputs)
         return dspy.Prediction(answer=answer, notes=notes)
 
-    def _call(self, stage: str, step: int | None, config: dict, **inputs: str) -> str:
-        with dspy.context(lm=self.profile.lm), label(stage, self.system, step):
-            pred = self.predict(**inputs, config=config)
-        return extract_answer(str(pred.answer or ""))
+    def _call(
+        self, stage: str, step: int | None, config: dict, notes: list[str] | None, **inputs: str
+    ) -> str:
+        try:
+            with dspy.context(lm=self.profile.lm), label(stage, self.system, step):
+                pred = self.predict(**inputs, config=config)
+        except AdapterParseError as exc:  # after DSPy's own JSON retry: use the raw text
+            if notes is not None:
+                notes.append("unparseable answer: extracted from the raw output")
+            return extract_answer(str(exc.lm_response or ""))
+        # a reasoning model's own \boxed{} answer wins over a restated answer field
+        reasoning = str(getattr(pred, "reasoning", "") or "")
+        return extract_answer(reasoning if "\\boxed" in reasoning else str(pred.answer or ""))
 
 
 def step_solver(profile: SystemProfile, system: int) -> Solver:

@@ -179,3 +179,99 @@ def run_bench(
         for name in ("report.json", "report.md", "tradeoff.png"):
             tracker.artifact(out_dir / name)
     return report
+
+
+def estimator_report(
+    program: Any,
+    examples: list[dspy.Example],
+    out_dir: str | Path,
+    *,
+    estimators: Sequence[str] = ("self", "logprob", "consistency"),
+    thresholds: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Compare difficulty estimators on the same steps: score distribution and AUROC for
+    System 1 failure, plus the accuracy and tokens each reaches at its best threshold.
+    Writes ``estimators.json``, ``estimators.md`` and ``outcomes.jsonl``."""
+    from scale.optimizers.scorer import collect_outcomes, estimator_quality
+    from scale.optimizers.search import best_trial, search_routing
+
+    out_dir = Path(out_dir)
+    outcomes = collect_outcomes(program, examples, tuple(estimators))
+    atomic_write_text(
+        out_dir / "outcomes.jsonl", "".join(json.dumps(o.to_dict()) + "\n" for o in outcomes)
+    )
+    quality = estimator_quality(outcomes)
+    for name in estimators:
+        trials = search_routing(
+            program, examples, estimators=(name,), thresholds=thresholds, progress=progress
+        )
+        best = best_trial(trials)
+        quality.setdefault(name, {})["best"] = best.to_dict()
+        quality[name]["trials"] = [t.to_dict() for t in trials]
+    report = {
+        "n_examples": len(examples),
+        "n_steps": len(outcomes),
+        "hard_share": round(sum(o.hard for o in outcomes) / len(outcomes), 3) if outcomes else None,
+        "estimators": quality,
+        "machine": machine(),
+    }
+    atomic_write_text(out_dir / "estimators.json", json.dumps(report, indent=2))
+    lines = [
+        f"# Difficulty estimators on {len(outcomes)} steps of {len(examples)} problems",
+        "",
+        f"A step is *hard* when System 1's majority answer differs from System 2's or System 1 "
+        f"disagrees with itself; {report['hard_share']} of the steps were hard.",
+        "",
+        "| estimator | AUROC (hard vs easy) | distinct scores | quartiles | best threshold | "
+        "accuracy there | tokens/problem there |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, q in quality.items():
+        best = q.get("best") or {}
+        lines.append(
+            f"| {name} | {q.get('auroc')} | {q.get('distinct')} | {q.get('quartiles')} | "
+            f"{best.get('value')} | {best.get('accuracy')} | {best.get('tokens_per_problem')} |"
+        )
+    atomic_write_text(out_dir / "estimators.md", "\n".join(lines) + "\n")
+    return report
+
+
+def throughput(
+    thread_counts: Sequence[int] = (1, 2, 4, 8),
+    *,
+    n: int = 16,
+    delay: float = 0.5,
+    method: str = "cot",
+) -> list[dict[str, Any]]:
+    """Problems per second against the fixed-delay fake server at each thread count (the
+    framework's concurrency, with the model's own speed taken out)."""
+    import time
+
+    from scale.datasets import load_dataset
+    from scale.fakeserver import FakeServer
+    from scale.programs import build_program
+
+    examples = load_dataset("gsm8k", n=n, seed=1)
+    rows = []
+    with FakeServer(delay=delay) as server:
+        for threads in thread_counts:
+            dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+            program = build_program(method, model="openai/fake", api_base=server.url)
+            started = time.perf_counter()
+            _, summary = evaluate(program, examples, threads=threads, progress=False)
+            wall = time.perf_counter() - started
+            rows.append(
+                {
+                    "threads": threads,
+                    "problems": n,
+                    "wall_s": round(wall, 3),
+                    "problems_per_s": round(n / wall, 3),
+                    "errors": summary.errors,
+                    "lm_calls_per_problem": summary.lm_calls_per_problem,
+                }
+            )
+    base = rows[0]["problems_per_s"] / rows[0]["threads"]
+    for row in rows:
+        row["scaling"] = round(row["problems_per_s"] / (base * row["threads"]), 3)
+    return rows

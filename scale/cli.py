@@ -212,8 +212,9 @@ def _live(event: str, data: dict[str, Any]) -> None:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from scale.programs import listening
+    from scale.programs import clean_problem, listening
 
+    clean_problem(args.problem)  # an unusable problem fails here, before any setup
     program = program_from_args(args)
     _print(
         f"solving with {args.method} on {args.system1_model or args.model} "
@@ -661,6 +662,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [m for m in args.methods if m not in BENCH_METHODS]
     if unknown:
         raise UsageError(f"unknown methods {unknown}: choose from {', '.join(BENCH_METHODS)}")
+    build_program(
+        model=args.model, system1_model=args.system1_model, system2_model=args.system2_model
+    )  # refuses unknown models before any work
     examples = load_examples(args)
     models = (
         args.model
@@ -706,6 +710,51 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     print((Path(args.out) / "report.md").read_text())
     return 0 if report else 1
+
+
+def cmd_estimators(args: argparse.Namespace) -> int:
+    from scale.bench import estimator_report
+
+    examples = load_examples(args)
+    program = program_from_args(args)
+    _require_scale(program)
+    estimator_report(
+        program,
+        examples,
+        args.out,
+        estimators=args.estimators,
+        thresholds=args.thresholds,
+        progress=not args.quiet,
+    )
+    print((Path(args.out) / "estimators.md").read_text())
+    return 0
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    from scale.bench import machine, throughput
+    from scale.programs.io import atomic_write_text
+
+    rows = throughput(args.threads, n=args.n, delay=args.delay, method=args.method)
+    lines = [
+        "| threads | problems/s | scaling vs 1 thread x threads | errors |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['threads']} | {r['problems_per_s']:.2f} | {r['scaling']:.2f} | {r['errors']} |"
+        for r in rows
+    ]
+    table = "\n".join(lines)
+    if args.out:
+        atomic_write_text(
+            Path(args.out) / "throughput.json",
+            json.dumps(
+                {"rows": rows, "delay_s": args.delay, "method": args.method, "machine": machine()},
+                indent=2,
+            ),
+        )
+        atomic_write_text(Path(args.out) / "throughput.md", table + "\n")
+    print(table)
+    return 0
 
 
 def build_parser() -> Parser:
@@ -841,6 +890,57 @@ def build_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _tracking_options(p)
     p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser(
+        "estimators",
+        help="compare difficulty estimators on the same steps",
+        description="For each step of each problem: System 2's answer as the "
+        "reference, System 1's samples, and every estimator's "
+        "score; reports AUROC for System 1 failure, the score "
+        "distribution, and each estimator's best threshold.",
+    )
+    _data_options(p, n_default=10)
+    _model_options(p)
+    _program_options(p)
+    p.add_argument(
+        "--estimators",
+        type=lambda t: [v.strip() for v in t.split(",")],
+        default=["self", "logprob", "consistency"],
+        help="estimators to compare (default: self,logprob,consistency)",
+    )
+    p.add_argument(
+        "--thresholds",
+        type=_csv_floats,
+        default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        help="thresholds searched per estimator (default: 0,0.2,...,1)",
+    )
+    p.add_argument("--out", required=True, help="folder for estimators.json/.md")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=cmd_estimators)
+
+    p = sub.add_parser(
+        "throughput",
+        help="concurrency: problems/s at several thread counts",
+        description="Runs a method against a local fake OpenAI-compatible "
+        "server that answers after a fixed delay, so only the "
+        "framework's own concurrency is measured.",
+    )
+    p.add_argument(
+        "--threads",
+        type=lambda t: [_positive(v) for v in t.split(",")],
+        default=[1, 2, 4, 8],
+        help="thread counts (default: 1,2,4,8)",
+    )
+    p.add_argument("--n", type=_positive, default=16, help="problems (default: %(default)s)")
+    p.add_argument(
+        "--delay",
+        type=float,
+        default=0.5,
+        help="seconds the server takes per call (default: %(default)s)",
+    )
+    p.add_argument("--method", default="cot", help="method to run (default: %(default)s)")
+    p.add_argument("--out", help="folder for throughput.json/.md")
+    p.set_defaults(run=cmd_throughput)
 
     p = sub.add_parser(
         "models",

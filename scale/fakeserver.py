@@ -1,7 +1,10 @@
 """A small OpenAI-compatible chat server on loopback, for fault-injection tests and the
 throughput benchmark. It fills whatever output fields a DSPy ChatAdapter prompt asks for
-with fixed plausible values, after a fixed delay, and can inject faults at given rates:
-HTTP 500, 429 with Retry-After, connection resets, slow responses, empty and garbage content.
+with fixed plausible values, after a fixed delay, and can inject faults at given rates (or
+in a fixed order, ``FaultPlan.script``): HTTP 500, 429 with Retry-After, connection resets,
+slow responses, empty and garbage content. Every request is logged with its arrival time,
+a key identifying the call (retries of one call repeat its body) and the fault served, so a
+test can check retry counts and backoff spacing.
 
 Run: ``python -m scale.fakeserver --port 8009 --delay 0.2 --fault-rate 0.3``.
 """
@@ -9,11 +12,14 @@ Run: ``python -m scale.fakeserver --port 8009 --delay 0.2 --fault-rate 0.3``.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import random
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,21 +40,28 @@ VALUES: dict[str, Any] = {
 
 @dataclass
 class FaultPlan:
-    """Rates (0..1) of each fault kind, drawn independently per request with ``seed``."""
+    """Rates (0..1) of each fault kind, drawn independently per request with ``seed``.
+
+    ``script`` fixes the faults of the first requests in arrival order (``None`` = a normal
+    reply); the rates apply after it. ``retry_after`` is the 429's Retry-After header value
+    (seconds, or any text such as an HTTP date); ``slow_seconds`` how long a slow reply waits.
+    """
 
     rates: dict[str, float] = field(default_factory=dict)
-    retry_after: float = 0.2
+    retry_after: float | str = 0.2
     slow_seconds: float = 5.0
     seed: int = 0
+    script: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(FAULTS)
+        unknown = (set(self.rates) | set(self.script)) - {*FAULTS, None}
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
         if sum(self.rates.values()) > 1:
             raise ValueError("fault rates add up to more than 1")
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
+        self._scripted = iter(self.script)
 
     @classmethod
     def uniform(cls, total: float, **kwargs: Any) -> FaultPlan:
@@ -56,7 +69,11 @@ class FaultPlan:
         return cls({f: total / len(FAULTS) for f in FAULTS}, **kwargs)
 
     def draw(self) -> str | None:
+        """The fault for the next request, or ``None``."""
         with self._lock:
+            scripted = next(self._scripted, "")
+            if scripted != "":
+                return scripted
             x = self._rng.random()
         for fault in FAULTS:
             x -= self.rates.get(fault, 0.0)
@@ -66,7 +83,13 @@ class FaultPlan:
 
 
 def reply_text(prompt: str) -> str:
-    """A ChatAdapter-formatted reply with every output field the prompt asks for."""
+    """A reply with every output field the prompt asks for: a JSON object when DSPy's
+    JSONAdapter (its fallback after an unparseable reply) asks for one, else ChatAdapter's
+    ``[[ ## field ## ]]`` format."""
+    _, json_marker, json_asked = prompt.rpartition("Respond with a JSON object")
+    if json_marker:
+        names = re.findall(r"`(\w+)`", json_asked) or ["answer"]
+        return json.dumps({name: VALUES.get(name, "42") for name in names})
     asked = prompt.split("Respond with the corresponding output fields", 1)[-1]
     names = [n for n in FIELD.findall(asked) if n != "completed"]
     if not names:
@@ -78,6 +101,24 @@ def reply_text(prompt: str) -> str:
             f"[[ ## {name} ## ]]\n{value if isinstance(value, str) else json.dumps(value)}"
         )
     return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the server saw it."""
+
+    t: float  # time.monotonic() at arrival
+    key: str  # hash of the body: retries of one call share it
+    fault: str | None
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is expected here, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeServer:
@@ -93,9 +134,9 @@ class FakeServer:
         self.delay = delay
         self.faults = faults or FaultPlan()
         self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in FAULTS}}
+        self.log: list[Request] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _HTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -111,9 +152,30 @@ class FakeServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _count(self, key: str) -> None:
+    def _record(self, body: bytes, fault: str | None) -> None:
         with self._lock:
-            self.counts[key] += 1
+            self.counts["requests"] += 1
+            if fault:
+                self.counts[fault] += 1
+            self.log.append(Request(time.monotonic(), hashlib.sha1(body).hexdigest(), fault))
+
+    def calls(self) -> dict[str, list[Request]]:
+        """Requests grouped by call (same body), each group in arrival order."""
+        with self._lock:
+            log = sorted(self.log, key=lambda r: r.t)
+        groups: dict[str, list[Request]] = {}
+        for request in log:
+            groups.setdefault(request.key, []).append(request)
+        return groups
+
+    def retries(self) -> list[tuple[str | None, int, float]]:
+        """For every request that was sent again: (its fault, which attempt it was from 0,
+        seconds until the next attempt arrived)."""
+        return [
+            (a.fault, i, round(b.t - a.t, 3))
+            for group in self.calls().values()
+            for i, (a, b) in enumerate(itertools.pairwise(group))
+        ]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -126,21 +188,23 @@ class FakeServer:
 
             def _send(self, status: int, body: dict | str, headers: dict | None = None) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                    self.close_connection = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                request = json.loads(self.rfile.read(length) or b"{}")
-                server._count("requests")
+                body = self.rfile.read(length)
+                request = json.loads(body or b"{}")
                 fault = server.faults.draw()
-                if fault:
-                    server._count(fault)
+                server._record(body, fault)
                 time.sleep(server.delay)
                 if fault == "http500":
                     return self._send(500, {"error": {"message": "injected server error"}})
@@ -148,7 +212,7 @@ class FakeServer:
                     return self._send(
                         429,
                         {"error": {"message": "injected rate limit"}},
-                        {"Retry-After": f"{server.faults.retry_after:g}"},
+                        {"Retry-After": str(server.faults.retry_after)},
                     )
                 if fault == "reset":
                     # SO_LINGER 0 makes the close send a TCP RST; the read buffer holds a
@@ -201,14 +265,23 @@ def main() -> None:
         default=0.0,
         help="total injected fault rate, spread over all kinds",
     )
+    parser.add_argument("--retry-after", default="0.2", help="a 429's Retry-After value")
+    parser.add_argument("--slow-seconds", type=float, default=5.0, help="a slow reply's wait")
+    parser.add_argument("--seed", type=int, default=0, help="fault draw seed")
     args = parser.parse_args()
-    with FakeServer(args.delay, FaultPlan.uniform(args.fault_rate), port=args.port) as srv:
+    plan = FaultPlan.uniform(
+        args.fault_rate,
+        retry_after=args.retry_after,
+        slow_seconds=args.slow_seconds,
+        seed=args.seed,
+    )
+    with FakeServer(args.delay, plan, port=args.port) as srv:
         print(f"serving {srv.url} (Ctrl-C stops)", flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            pass
+            print(json.dumps(srv.counts), flush=True)
 
 
 if __name__ == "__main__":

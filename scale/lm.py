@@ -26,6 +26,7 @@ litellm.suppress_debug_info = True  # errors are reported once, by us
 
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 TINY_MODEL = "local/smollm2-135m"
+MAX_RETRY_WAIT = 60.0  # seconds between retries at most, whatever Retry-After asks
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,26 @@ def _keep_cached_usage() -> None:
 _keep_cached_usage()
 
 
+def _cap_retry_wait() -> None:
+    """DSPy waits as long as a server's Retry-After asks before retrying; a server asking
+    for an hour (or a far-off HTTP date) would stall the run. Every wait is capped at
+    ``MAX_RETRY_WAIT``, DSPy's own longest backoff step."""
+    from dspy.clients import execution
+
+    original = execution._delay
+    if getattr(original, "_capped", False):
+        return
+
+    def delay(exc: Exception, attempt: int) -> float:
+        return min(original(exc, attempt), MAX_RETRY_WAIT)
+
+    delay._capped = True  # type: ignore[attr-defined]
+    execution._delay = delay
+
+
+_cap_retry_wait()
+
+
 class AccountedLM(dspy.LM):
     """A ``dspy.LM`` whose finished calls land in the active ``Ledger``."""
 
@@ -186,8 +207,14 @@ def check_model(model: str) -> None:
         )
     if model.startswith(f"{local.PROVIDER}/"):
         name = model.removeprefix(f"{local.PROVIDER}/")
-        if not (name in local.PACKAGED_MODELS or name.endswith(".gguf")):
-            local.resolve(name)  # raises with the list of accepted names
+        packaged = local.PACKAGED_MODELS.get(name)
+        if packaged is not None:
+            if not local.packaged_status(packaged)["installed"]:
+                local.packaged_path(packaged)  # raises with the install command
+            return  # assembled and checked on first use
+        if name.startswith("hf:") and name.endswith(".gguf"):
+            return  # downloaded on first use
+        local.resolve(name)  # a .gguf path must exist; other names raise with the accepted ones
         return
     try:
         litellm.get_llm_provider(model)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: no fetch on import
+
 import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError

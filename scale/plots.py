@@ -1,4 +1,4 @@
-"""Plots of the accuracy / cost trade-off (matplotlib, written to PNG)."""
+"""Plots of the accuracy / cost trade-off, written to PNG (no pyplot: any backend is fine)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 def tradeoff_plot(
@@ -22,7 +20,9 @@ def tradeoff_plot(
     """Scatter accuracy against tokens per problem; each point needs ``label``,
     ``tokens_per_problem``, ``accuracy`` and optionally ``ci95``; ``front`` is drawn as a
     line (the Pareto front)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for point in points:
         x, y = point["tokens_per_problem"], point["accuracy"]
         ci = point.get("ci95")
@@ -48,5 +48,4 @@ def tradeoff_plot(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

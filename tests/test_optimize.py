@@ -197,6 +197,12 @@ def test_results_file_is_not_overwritten_without_resume(tmp_path):
 # --- CLI and MLflow --------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    """MLflow puts artifacts (mlruns/) in the working folder: keep them out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
