@@ -481,8 +481,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--decompose-thresholds",
         type=_csv_floats,
-        default=[None],
-        help="decomposition gates to try; 'none' = always decompose (default: none)",
+        default=None,
+        help="decomposition gates to try, comma-separated; 'none' = always decompose, "
+        "1 = never (default: the program's own gate only)",
     )
     g.add_argument(
         "--objective",
@@ -509,6 +510,13 @@ def _search_options(p: argparse.ArgumentParser) -> None:
         default=1,
         help="examples evaluated in parallel (default: %(default)s)",
     )
+
+
+def _gates(args: argparse.Namespace, program: Any) -> list[float | None]:
+    """The decomposition gates to search: as given, else the program's own."""
+    if args.decompose_thresholds is not None:
+        return args.decompose_thresholds
+    return [program.routing.decompose_threshold]
 
 
 def _trial_table(trials: list) -> str:
@@ -558,7 +566,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             program,
             examples,
             estimators=[program.routing.estimator],
-            decompose_thresholds=args.decompose_thresholds,
+            decompose_thresholds=_gates(args, program),
             thresholds=args.thresholds,
             mode=program.routing.mode,
             objective=_objective(args),
@@ -625,7 +633,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             prompt_optimizer=args.optimizer,
             objective=_objective(args),
             estimators=args.estimators,
-            decompose_thresholds=args.decompose_thresholds,
+            decompose_thresholds=_gates(args, program),
             thresholds=args.thresholds,
             mode=program.routing.mode,
             tune_scorer=args.tune_scorer,

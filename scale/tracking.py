@@ -14,8 +14,6 @@ from typing import Any
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "scale"
 
-log = logging.getLogger(__name__)
-
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
