@@ -378,3 +378,58 @@ def test_tracking_store_unusable_run_still_completes(world, dataset, tmp_path, c
     captured = capsys.readouterr()
     assert code == 0 and json.loads(captured.out)["n"] == 4, captured.err
     assert "MLflow tracking unavailable" in captured.err
+
+
+@pytest.mark.parametrize("which", ["mipro", "gepa"])
+def test_mipro_and_gepa_compile_end_to_end(which, tmp_path):
+    """Both DSPy optimizers run inside SCALEOptimizer against a real HTTP model server."""
+    from scale.programs import build_program, save_program
+
+    from scale.datasets import load_dataset
+    from scale.fakeserver import FakeServer
+
+    examples = load_dataset("gsm8k", n=6, seed=3)
+    for example in examples:
+        example.answer = "42"  # what the fake server answers
+    with FakeServer() as server:
+        student = build_program("scale", model="openai/fake", api_base=server.url, estimator="self")
+        optimizer = SCALEOptimizer(
+            prompt_optimizer=which, estimators=("self",), thresholds=(0.5,), progress=False
+        )
+        tuned = optimizer.compile(student, trainset=examples[:3], valset=examples[3:])
+        evaluation_only = 3 * 8  # an upper bound on the routing search's own calls
+        assert server.counts["requests"] > evaluation_only
+    assert optimizer.report["prompt_optimizer"] == which
+    assert optimizer.report["best"]["accuracy"] == 1.0
+    path = save_program(tuned, tmp_path / "t.json")
+    assert build_program(model="openai/fake", program_path=str(path)).routing.threshold == 0.5
+
+
+def test_auroc():
+    from scale.optimizers import auroc
+
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    assert auroc([0.5, 0.5, 0.5], [True, False, False]) == 0.5
+    assert auroc([None, 0.1], [True, False]) == 1.0  # missing counts as hardest
+    assert auroc([0.3, 0.4], [True, True]) is None
+
+
+def test_outcome_labels_and_scorer_demos(world):
+    from scale.optimizers import collect_outcomes, estimator_quality, tune_scorer
+
+    outcomes = collect_outcomes(program(), EXAMPLES, ("self", "consistency"))
+    assert [(o.example_id, o.hard) for o in outcomes] == [
+        ("A", False),
+        ("B", False),
+        ("C", True),
+        ("D", True),
+    ]
+    assert [o.scores["self"] for o in outcomes] == [0.15, 0.35, 0.45, 0.75]
+    quality = estimator_quality(outcomes)
+    assert quality["self"]["auroc"] == 1.0  # the scripted scores separate S1 failures
+    assert quality["consistency"]["auroc"] == 0.5  # greedy-identical samples: no signal
+    tuned = program()
+    report = tune_scorer(tuned, EXAMPLES, EXAMPLES, max_demos=2)
+    assert report["auroc_before"] == 1.0 and report["train_steps"] == 4
+    assert {d.difficulty for d in tuned.scorer.assess.demos} == {0.2, 0.8}
