@@ -292,6 +292,18 @@ def _csv_floats(text: str) -> list[float | None]:
     return values
 
 
+def _estimator_list(text: str) -> list[str]:
+    from scale.programs.route import ESTIMATORS
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in ESTIMATORS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"estimators must be some of {', '.join(ESTIMATORS)}, got {text!r}"
+        )
+    return names
+
+
 def _data_options(p: argparse.ArgumentParser, *, n_default: int | None = None) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -854,7 +866,7 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--estimators",
-        type=lambda t: [v.strip() for v in t.split(",")],
+        type=_estimator_list,
         default=["self", "logprob", "consistency"],
         help="difficulty estimators to try (default: self,logprob,consistency)",
     )
@@ -912,7 +924,7 @@ def build_parser() -> Parser:
     _program_options(p)
     p.add_argument(
         "--estimators",
-        type=lambda t: [v.strip() for v in t.split(",")],
+        type=_estimator_list,
         default=["self", "logprob", "consistency"],
         help="estimators to compare (default: self,logprob,consistency)",
     )
