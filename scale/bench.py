@@ -7,7 +7,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import random
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from scale.optimizers.evaluate import Summary, evaluate
+from scale.optimizers.evaluate import Summary, bootstrap_ci, evaluate
 from scale.plots import tradeoff_plot
 from scale.programs.io import atomic_write_text
 from scale.tracking import Tracker
@@ -68,9 +67,7 @@ def paired(
     if not pairs:
         return {"n": 0}
     diffs = [float(bool(o.get("correct"))) - float(bool(b.get("correct"))) for b, o in pairs]
-    rng = random.Random(seed)
     n = len(diffs)
-    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
     tokens = [
         sum((r.get("usage") or {}).get("total_tokens", 0) for r in side)
         for side in zip(*pairs, strict=True)
@@ -78,10 +75,7 @@ def paired(
     return {
         "n": n,
         "accuracy_diff": round(sum(diffs) / n, 4),
-        "ci95": [
-            round(means[int(0.025 * resamples)], 4),
-            round(means[int(0.975 * resamples) - 1], 4),
-        ],
+        "ci95": bootstrap_ci(diffs, resamples=resamples, seed=seed),
         "token_ratio": round(tokens[1] / tokens[0], 3) if tokens[0] else None,
     }
 
