@@ -27,6 +27,7 @@ BENCH_METHODS: dict[str, dict[str, str]] = {
     "scale": {"method": "scale", "preset": "efficient"},
     "uniform-s1": {"method": "uniform-s1"},
     "uniform-s2": {"method": "uniform-s2"},
+    "tuned": {},  # the program given with --program
 }
 
 

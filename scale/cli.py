@@ -328,6 +328,15 @@ def _data_options(p: argparse.ArgumentParser, *, n_default: int | None = None) -
         help="fail on the first malformed row instead of reporting and skipping it",
     )
     g.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out the examples whose ids this file lists (a results .jsonl, a bench "
+        "report.json or a dataset), e.g. to tune on examples disjoint from a benchmark; "
+        "repeatable",
+    )
+    g.add_argument(
         "--problem-field",
         default="problem",
         help="problem column of a user file (default: %(default)s)",
@@ -361,7 +370,7 @@ def _tracking_options(p: argparse.ArgumentParser) -> None:
 
 def load_examples(args: argparse.Namespace, n: int | None = None) -> list:
     """The examples the data options select (``n`` overrides ``--n``)."""
-    from scale.datasets import load_dataset
+    from scale.datasets import load_dataset, read_ids
 
     filters: dict[str, Any] = {}
     if args.level:
@@ -381,6 +390,7 @@ def load_examples(args: argparse.Namespace, n: int | None = None) -> list:
         answer_field=args.answer_field,
         id_field=args.id_field,
         on_issue=lambda i: _print(f"skipped {i}"),
+        exclude_ids=set().union(*(read_ids(path) for path in args.exclude)),
         **filters,
     )
 
@@ -682,10 +692,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [m for m in args.methods if m not in BENCH_METHODS]
     if unknown:
         raise UsageError(f"unknown methods {unknown}: choose from {', '.join(BENCH_METHODS)}")
+    if args.program and "tuned" not in args.methods:
+        args.methods = [*args.methods, "tuned"]
+    if "tuned" in args.methods and not args.program:
+        raise UsageError("method 'tuned' needs --program TUNED.json")
     build_program(
         model=args.model, system1_model=args.system1_model, system2_model=args.system2_model
     )  # refuses unknown models before any work
     examples = load_examples(args)
+    if args.program:
+        _refuse_overlap(args.program, examples)
     models = (
         args.model
         if not (args.system1_model or args.system2_model)
@@ -707,7 +723,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             timeout=args.timeout,
             retries=args.retries,
-            program_path=args.program if name == "scale" else None,
+            program_path=args.program if name == "tuned" else None,
         )
 
     with tracking.run(
@@ -730,6 +746,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     print((Path(args.out) / "report.md").read_text())
     return 0 if report else 1
+
+
+def _refuse_overlap(program_path: str, examples: list) -> None:
+    """Refuse to benchmark a tuned program on examples it was compiled on."""
+    from scale.programs.io import read_program
+
+    header = read_program(program_path)["scale"]
+    seen = set(header.get("train_ids") or []) | set(header.get("val_ids") or [])
+    shared = sorted(seen & {e.id for e in examples})
+    if shared:
+        raise UsageError(
+            f"{program_path} was compiled on {len(shared)} of these examples "
+            f"({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}); compile it with "
+            "--exclude RESULTS.jsonl, or benchmark other examples (--seed)"
+        )
 
 
 def cmd_estimators(args: argparse.Namespace) -> int:
@@ -896,10 +927,16 @@ def build_parser() -> Parser:
         "--methods",
         type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
         default=["cot", "vote", "scale-paper", "scale", "uniform-s1", "uniform-s2"],
-        help="comma-separated (default: cot,vote,scale-paper,scale,uniform-s1,"
-        "uniform-s2); scale is the efficient preset or --program",
+        help="comma-separated, from: cot, vote, scale-paper (the paper preset), scale (the "
+        "efficient preset), uniform-s1, uniform-s2, tuned (the --program) (default: "
+        "cot,vote,scale-paper,scale,uniform-s1,uniform-s2, plus tuned with --program)",
     )
-    p.add_argument("--program", metavar="TUNED.json", help="tuned program used for 'scale'")
+    p.add_argument(
+        "--program",
+        metavar="TUNED.json",
+        help="a program saved by `scale compile`, benchmarked as method 'tuned'; refused if "
+        "it was compiled on any of the benchmark's examples",
+    )
     p.add_argument(
         "--vote-samples", type=_positive, default=5, help="chains for vote (default: %(default)s)"
     )

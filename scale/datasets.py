@@ -16,7 +16,7 @@ import os
 import random
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -29,6 +29,7 @@ __all__ = [
     "DatasetWarning",
     "RowIssue",
     "load_dataset",
+    "read_ids",
 ]
 
 BUILTIN_DATASETS: dict[str, str] = {
@@ -84,6 +85,7 @@ def load_dataset(
     answer_field: str = "answer",
     id_field: str = "id",
     on_issue: Callable[[RowIssue], None] | None = None,
+    exclude_ids: Collection[str] = (),
     **filters: object,
 ) -> list[dspy.Example]:
     """Load a built-in dataset (case-insensitive name) or a ``.jsonl``/``.csv`` file.
@@ -95,7 +97,8 @@ def load_dataset(
     ``filters`` keep rows whose field equals the value, is in a list/tuple/set of values, or, for
     ``level``, lies in an inclusive range string such as ``"1-3"``. With ``n`` smaller than the
     filtered set, ``random.Random(seed).sample`` picks ``n`` examples (in sampled order);
-    otherwise all are returned in file order.
+    otherwise all are returned in file order. Rows whose id is in ``exclude_ids`` are dropped
+    before sampling (e.g. a benchmark's examples, to tune on a disjoint split).
 
     Malformed rows are skipped and each is passed to ``on_issue`` or warned as ``DatasetWarning``;
     with ``strict=True`` the first one raises ``DatasetError`` instead.
@@ -125,9 +128,44 @@ def load_dataset(
 
     if predicates:
         rows = _apply_filters(rows, predicates, filters, path)
+    if exclude_ids:
+        excluded = set(exclude_ids)
+        rows = [row for row in rows if row["id"] not in excluded]
+        if not rows:
+            raise DatasetError(f"{path}: every row is excluded")
     if n is not None and n < len(rows):
         rows = random.Random(seed).sample(rows, n)
     return [dspy.Example(**row).with_inputs("problem") for row in rows]
+
+
+def read_ids(path: str | os.PathLike[str]) -> set[str]:
+    """Example ids listed in a file: the ``id`` of each JSONL row (a dataset or a results
+    file), or the ``ids`` list of a JSON object (a benchmark's ``report.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ids ({exc})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("ids"), list):
+        return {str(i) for i in whole["ids"]}
+    ids = set()
+    for line, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError:
+            raise DatasetError(f"{path}:{line}: not JSON, so no id can be read") from None
+        if not isinstance(row, dict) or "id" not in row:
+            raise DatasetError(f"{path}:{line}: no 'id' field")
+        ids.add(str(row["id"]))
+    if not ids:
+        raise DatasetError(f"{path}: no ids found")
+    return ids
 
 
 def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, str, bytes, str]:

@@ -17,6 +17,7 @@ from scale.datasets import (
     DatasetWarning,
     RowIssue,
     load_dataset,
+    read_ids,
 )
 
 COUNTS = {"gsm8k": 1319, "math500": 500, "aime24": 30, "aime25": 30, "amc23": 40}
@@ -135,6 +136,30 @@ def test_sampling_after_filtering() -> None:
     sample = load_dataset("math500", n=5, seed=3, level=1)
     assert [ex.id for ex in sample] == [ex.id for ex in random.Random(3).sample(filtered, 5)]
     assert all(ex.level == 1 for ex in sample)
+
+
+def test_excluded_ids_never_come_back_in_a_sample(tmp_path) -> None:
+    bench = load_dataset("gsm8k", n=20, seed=0)
+    results = tmp_path / "cot.jsonl"
+    results.write_text(jsonl(*({"id": ex.id, "correct": True} for ex in bench)))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"ids": [ex.id for ex in bench], "n": 20}))
+    assert read_ids(results) == read_ids(report) == {ex.id for ex in bench}
+    # the same seed without exclusion would reuse the benchmark's first examples
+    assert load_dataset("gsm8k", n=16, seed=0)[0].id == bench[0].id
+    dev = load_dataset("gsm8k", n=16, seed=0, exclude_ids=read_ids(results))
+    assert len(dev) == 16 and not {ex.id for ex in dev} & read_ids(results)
+
+
+def test_read_ids_refuses_files_without_ids(tmp_path) -> None:
+    no_id = tmp_path / "rows.jsonl"
+    no_id.write_text(jsonl({"problem": "x"}))
+    with pytest.raises(DatasetError, match="no 'id' field"):
+        read_ids(no_id)
+    with pytest.raises(DatasetError, match="cannot read ids"):
+        read_ids(tmp_path / "missing.jsonl")
+    with pytest.raises(DatasetError, match="every row is excluded"):
+        load_dataset("aime24", exclude_ids={r["id"] for r in raw_rows("aime24")})
 
 
 def test_n_larger_than_available_returns_all_in_file_order() -> None:

@@ -328,6 +328,33 @@ def test_cli_compile_nested_trials_artifact_and_tuned_solve(
     assert out["answer"] == "10"
 
 
+def test_cli_tuned_program_is_benchmarked_only_on_examples_it_never_saw(
+    world, dataset, tmp_path, capsys
+):
+    seen = tmp_path / "bench-ids.jsonl"
+    seen.write_text('{"id": "A"}\n{"id": "B"}\n')
+    tuned = tmp_path / "tuned.json"
+    base = ["--model", "scripted/s1", "--quiet", "--no-mlflow"]
+    compile_args = ["compile", "--dataset", dataset, "--exclude", str(seen), "--train", "1"]
+    compile_args += ["--val", "1", "--optimizer", "none", "--estimators", "self"]
+    compile_args += ["--decompose-thresholds", "none", "--thresholds", "0.4"]
+    compile_args += ["--out", str(tuned), *base]
+    assert main(compile_args) == 0
+    header = json.loads(tuned.read_text())["scale"]
+    assert set(header["train_ids"] + header["val_ids"]) == {"C", "D"}
+    bench = ["bench", "--dataset", dataset, "--methods", "uniform-s2", "--program", str(tuned)]
+    bench += base
+    capsys.readouterr()
+    assert main([*bench, "--out", str(tmp_path / "all")]) == 2
+    assert "compiled on 2 of these examples" in capsys.readouterr().err
+    others = tmp_path / "dev-ids.jsonl"
+    others.write_text('{"id": "C"}\n{"id": "D"}\n')
+    assert main([*bench, "--exclude", str(others), "--out", str(tmp_path / "b")]) == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["ids"] == ["A", "B"] and set(report["methods"]) == {"uniform-s2", "tuned"}
+    assert report["methods"]["tuned"]["summary"]["accuracy"] == 1.0
+
+
 def test_cli_sweep_writes_table_and_plot(world, dataset, tmp_path, capsys):
     out_dir = tmp_path / "sweep"
     code = main(
