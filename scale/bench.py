@@ -8,7 +8,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,9 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['machine']['command']}`",
         "",
+        *(f"- `{m}` sha256 `{h}`" for m, h in report["model_sha256"].items() if h),
+        f"- packages: {', '.join(f'{k} {v}' for k, v in report['machine']['packages'].items())}",
+        "",
         "| method | accuracy | 95% CI | tokens/problem | LM calls/problem | "
         "System 2 share | s/problem | time outside LM calls | vs cot: acc. diff (95% CI) "
         "| vs cot: token ratio |",
@@ -109,10 +112,13 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{s['system2_fraction']:.2f} | {m['seconds_per_problem']:.1f} | "
             f"{1 - s['lm_seconds_share']:.3f} | {diff} | {vs.get('token_ratio') or '-'} |"
         )
-    lines += ["", "Tokens per problem by stage:", ""]
+    lines += ["", "Tokens per problem by stage, and by system:", ""]
     for name, m in report["methods"].items():
         stages = ", ".join(f"{k} {v:.0f}" for k, v in m["summary"]["tokens_by_stage"].items())
-        lines.append(f"- {name}: {stages}")
+        systems = ", ".join(
+            f"System {k} {v:.0f}" for k, v in m["summary"]["tokens_by_system"].items()
+        )
+        lines.append(f"- {name}: {stages}; {systems}")
     return "\n".join(lines) + "\n"
 
 
@@ -124,12 +130,14 @@ def run_bench(
     *,
     dataset: str,
     models: str,
+    checksums: Mapping[str, str | None] | None = None,
     threads: int = 1,
     tracker: Tracker | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate each method on ``examples`` (results in ``out_dir/METHOD.jsonl``, resumed
-    if present) and write ``report.json``, ``report.md`` and ``tradeoff.png``."""
+    if present) and write ``report.json``, ``report.md`` and ``tradeoff.png``; ``checksums``
+    maps each model to the sha256 of its weights, when known."""
     out_dir = Path(out_dir)
     results: dict[str, tuple[list[dict[str, Any]], Summary]] = {}
     for name in methods:
@@ -150,6 +158,7 @@ def run_bench(
         "dataset": dataset,
         "n": len(examples),
         "models": models,
+        "model_sha256": dict(checksums or {}),
         "ids": [e.id for e in examples],
         "machine": machine(),
         "methods": {},

@@ -687,6 +687,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from scale import tracking
     from scale.bench import BENCH_METHODS, run_bench
+    from scale.local import model_sha256
     from scale.programs import build_program
 
     unknown = [m for m in args.methods if m not in BENCH_METHODS]
@@ -740,6 +741,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.out,
             dataset=args.dataset,
             models=models,
+            checksums={
+                m: model_sha256(m)
+                for m in dict.fromkeys(
+                    [args.model, args.system1_model or args.model, args.system2_model or args.model]
+                )
+            },
             threads=args.threads,
             tracker=tracker,
             progress=not args.quiet,

@@ -255,6 +255,20 @@ def resolve(name: str) -> Path:
     )
 
 
+def model_sha256(model: str) -> str | None:
+    """The sha256 of a ``local/...`` model's GGUF file (a packaged model's is the checked
+    constant; a file's is computed); None for models served elsewhere or not yet available."""
+    if not model.startswith(f"{PROVIDER}/"):
+        return None
+    name = model.removeprefix(f"{PROVIDER}/")
+    if name in PACKAGED_MODELS:
+        return PACKAGED_MODELS[name].sha256
+    path = Path(name).expanduser()
+    if not (name.endswith(".gguf") and path.is_file()):
+        return None
+    return _sha256([path], path.stat().st_size, f"checksum of {path.name}")
+
+
 class _Runtime:
     """Loaded llama.cpp models, one per file, with one lock serializing all calls."""
 

@@ -353,6 +353,20 @@ def test_cli_tuned_program_is_benchmarked_only_on_examples_it_never_saw(
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["ids"] == ["A", "B"] and set(report["methods"]) == {"uniform-s2", "tuned"}
     assert report["methods"]["tuned"]["summary"]["accuracy"] == 1.0
+    assert report["model_sha256"] == {"scripted/s1": None}
+
+
+def test_model_checksums_for_packaged_and_file_models(tmp_path):
+    import hashlib
+
+    from scale.local import PACKAGED_MODELS, model_sha256
+
+    weights = tmp_path / "m.gguf"
+    weights.write_bytes(b"GGUF" + bytes(range(256)) * 10)
+    assert model_sha256(f"local/{weights}") == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert model_sha256("local/smollm2-135m") == PACKAGED_MODELS["smollm2-135m"].sha256
+    assert model_sha256("openai/gpt-4o-mini") is None
+    assert model_sha256(f"local/{tmp_path / 'missing.gguf'}") is None
 
 
 def test_cli_sweep_writes_table_and_plot(world, dataset, tmp_path, capsys):
