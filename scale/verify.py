@@ -381,12 +381,15 @@ os.register_at_fork(after_in_child=_reset_pool_after_fork)
 def is_equivalent(gold: str, predicted: str, timeout: float = 5.0) -> bool:
     """True when ``predicted`` states the same final answer as ``gold``.
 
-    Both sides go through ``extract_answer``. Plain numbers are settled in-process; other
+    Both sides go through ``extract_answer``; a predicted equation against a gold value is
+    read as the value after its last ``=``. Plain numbers are settled in-process; other
     answers are checked by math-verify (``verify(gold, predicted)``, which is slightly
     asymmetric for equations) in a worker bounded by ``timeout`` seconds, scoring False on
     timeout. Raises only if a worker cannot be started at all (a broken environment must
     not pass for wrong answers)."""
     gold, predicted = extract_answer(gold), extract_answer(predicted)
+    if "=" in predicted and "=" not in gold:  # "4 * 125 + 1 = 501": the value stated last
+        predicted = predicted.rsplit("=", 1)[1].strip()
     if not gold or not predicted:
         return False
     if _canon(gold) == _canon(predicted):

@@ -56,6 +56,9 @@ EQUIVALENCE = [
     ("x = 3", "3", True),
     ("3", "x = 3", True),
     ("x = 3", "x = 4", False),
+    ("501", "125 + (4 * 125 - 2) = 501", True),
+    ("623", "125 + (4 * 125 - 2) = 501", False),
+    ("\\frac{1}{2}", "x = \\frac{2}{4}", True),
     ("x = 3", "y = 3", False),
     # percentages: X% equals X and X/100 (math-verify's rule)
     ("50\\%", "50", True),
