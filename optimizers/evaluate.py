@@ -128,6 +128,7 @@ class Summary:
     correct: int
     errors: int
     tokens_per_problem: float
+    generated_tokens_per_problem: float
     tokens_by_stage: dict[str, float]
     tokens_by_system: dict[str, float]
     lm_calls_per_problem: float
@@ -165,6 +166,7 @@ def summarize(rows: list[dict[str, Any]], wall_s: float) -> Summary:
         correct=int(sum(correct)),
         errors=sum(1 for r in rows if r.get("error")),
         tokens_per_problem=mean([u.get("total_tokens", 0) for u in usages]),
+        generated_tokens_per_problem=mean([u.get("completion_tokens", 0) for u in usages]),
         tokens_by_stage=split("by_stage"),
         tokens_by_system=split("by_system"),
         lm_calls_per_problem=mean([u.get("lm_calls", 0) for u in usages]),

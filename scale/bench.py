@@ -93,10 +93,10 @@ def _markdown(report: dict[str, Any]) -> str:
         *(f"- `{m}` sha256 `{h}`" for m, h in report["model_sha256"].items() if h),
         f"- packages: {', '.join(f'{k} {v}' for k, v in report['machine']['packages'].items())}",
         "",
-        "| method | accuracy | 95% CI | tokens/problem | LM calls/problem | "
-        "System 2 share | s/problem | time outside LM calls | vs cot: acc. diff (95% CI) "
-        "| vs cot: token ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| method | accuracy | 95% CI | tokens/problem | generated tokens/problem | "
+        "LM calls/problem | System 2 share | s/problem | time outside LM calls | "
+        "vs cot: acc. diff (95% CI) | vs cot: token ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in report["methods"].items():
         s = m["summary"]
@@ -108,7 +108,8 @@ def _markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {name} | {s['accuracy']:.3f} | {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f} | "
-            f"{s['tokens_per_problem']:.0f} | {s['lm_calls_per_problem']:.1f} | "
+            f"{s['tokens_per_problem']:.0f} | {s['generated_tokens_per_problem']:.0f} | "
+            f"{s['lm_calls_per_problem']:.1f} | "
             f"{s['system2_fraction']:.2f} | {m['seconds_per_problem']:.1f} | "
             f"{1 - s['lm_seconds_share']:.3f} | {diff} | {vs.get('token_ratio') or '-'} |"
         )

@@ -427,7 +427,8 @@ def _summary_lines(summary: Any) -> list[str]:
     lines = [
         f"accuracy {d['accuracy']:.3f} (95% CI {d['ci95'][0]:.3f}-{d['ci95'][1]:.3f}), "
         f"n={d['n']}, correct={d['correct']}, errors={d['errors']}",
-        f"tokens/problem {d['tokens_per_problem']:.0f}; LM calls/problem "
+        f"tokens/problem {d['tokens_per_problem']:.0f} "
+        f"({d['generated_tokens_per_problem']:.0f} generated); LM calls/problem "
         f"{d['lm_calls_per_problem']:.1f}; System 2 share of steps {d['system2_fraction']:.2f}",
     ]
     if d["tokens_by_stage"]:

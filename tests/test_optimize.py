@@ -248,10 +248,12 @@ def test_cli_eval_json_summary_and_mlflow_run(world, dataset, store, tmp_path, c
         "n",
         "errors",
         "tokens_per_problem",
+        "generated_tokens_per_problem",
         "system2_fraction",
         "wall_s",
     }
     assert summary["n"] == 4 and summary["accuracy"] == 1.0
+    assert 0 < summary["generated_tokens_per_problem"] < summary["tokens_per_problem"]
     import mlflow
 
     mlflow.set_tracking_uri(store)
