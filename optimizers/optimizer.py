@@ -18,6 +18,7 @@ from scale.optimizers.search import (
     pareto_front,
     search_routing,
 )
+from scale.programs.route import ESTIMATORS
 from scale.programs.scale import SCALE
 
 from scale.tracking import Tracker
@@ -52,7 +53,7 @@ class SCALEOptimizer(Teleprompter):
         *,
         prompt_optimizer: str = "none",
         objective: CostAware | None = None,
-        estimators: Sequence[str] = ("self", "logprob", "consistency"),
+        estimators: Sequence[str] = ESTIMATORS,
         decompose_thresholds: Sequence[float | None] = (None,),
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         mode: str = "threshold",

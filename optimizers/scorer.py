@@ -11,6 +11,7 @@ from typing import Any
 
 import dspy
 from scale.programs.records import Step, format_steps
+from scale.programs.route import ESTIMATORS
 from scale.programs.scale import SCALE
 
 from scale.verify import is_equivalent
@@ -49,7 +50,7 @@ def auroc(scores: list[float | None], labels: list[bool]) -> float | None:
 def collect_outcomes(
     program: SCALE,
     examples: list[dspy.Example],
-    estimators: tuple[str, ...] = ("self", "logprob", "consistency"),
+    estimators: tuple[str, ...] = ESTIMATORS,
 ) -> list[StepOutcome]:
     """Decompose each example, solve every step with System 2 (the reference) and sample
     System 1 on it, and record each estimator's score; the final (question) step is

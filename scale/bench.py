@@ -17,6 +17,7 @@ import dspy
 from scale.optimizers.evaluate import Summary, bootstrap_ci, evaluate
 from scale.plots import tradeoff_plot
 from scale.programs.io import atomic_write_text
+from scale.programs.route import ESTIMATORS
 from scale.tracking import Tracker
 
 # method name -> build_program arguments
@@ -191,7 +192,7 @@ def estimator_report(
     examples: list[dspy.Example],
     out_dir: str | Path,
     *,
-    estimators: Sequence[str] = ("self", "logprob", "consistency"),
+    estimators: Sequence[str] = ESTIMATORS,
     thresholds: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     progress: bool = True,
 ) -> dict[str, Any]:

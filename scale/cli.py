@@ -304,6 +304,17 @@ def _estimator_list(text: str) -> list[str]:
     return names
 
 
+def _estimators_option(p: argparse.ArgumentParser, purpose: str) -> None:
+    from scale.programs.route import ESTIMATORS
+
+    p.add_argument(
+        "--estimators",
+        type=_estimator_list,
+        default=list(ESTIMATORS),
+        help=f"{purpose} (default: {','.join(ESTIMATORS)})",
+    )
+
+
 def _data_options(p: argparse.ArgumentParser, *, n_default: int | None = None) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -903,12 +914,7 @@ def build_parser() -> Parser:
         default="bootstrap",
         help="prompt optimizer (default: %(default)s)",
     )
-    p.add_argument(
-        "--estimators",
-        type=_estimator_list,
-        default=["self", "logprob", "consistency"],
-        help="difficulty estimators to try (default: self,logprob,consistency)",
-    )
+    _estimators_option(p, "difficulty estimators to try")
     p.add_argument(
         "--tune-scorer",
         action="store_true",
@@ -967,12 +973,7 @@ def build_parser() -> Parser:
     _data_options(p, n_default=10)
     _model_options(p)
     _program_options(p)
-    p.add_argument(
-        "--estimators",
-        type=_estimator_list,
-        default=["self", "logprob", "consistency"],
-        help="estimators to compare (default: self,logprob,consistency)",
-    )
+    _estimators_option(p, "estimators to compare")
     p.add_argument(
         "--thresholds",
         type=_csv_floats,
