@@ -1,8 +1,9 @@
 """How well difficulty scores predict System 1 failure, and outcome-labelled scorer demos.
 
 A step's outcome label: System 2's answer (reasoning, in the context of System 2's earlier
-answers) is the reference; the step is *hard* when System 1's majority answer differs from
-it or System 1 disagrees with itself."""
+answers) is the reference; the step is *hard* when System 1's answer (its one greedy call,
+what a step routed to System 1 gets) differs from it. The label does not depend on any
+estimator's score, so every estimator's AUROC measures the same thing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import dspy
 from scale.programs.records import Step, format_steps
 from scale.programs.route import ESTIMATORS
 from scale.programs.scale import SCALE
+from tqdm import tqdm
 
 from scale.verify import is_equivalent
 
@@ -21,7 +23,7 @@ EASY, HARD = 0.2, 0.8  # the scores outcome-labelled demos teach
 
 @dataclass
 class StepOutcome:
-    """One step with System 1's majority and System 2's answer, and each estimator's score."""
+    """One step with System 1's and System 2's answers, and each estimator's score."""
 
     example_id: str
     index: int
@@ -51,49 +53,63 @@ def collect_outcomes(
     program: SCALE,
     examples: list[dspy.Example],
     estimators: tuple[str, ...] = ESTIMATORS,
-) -> list[StepOutcome]:
-    """Decompose each example, solve every step with System 2 (the reference) and sample
-    System 1 on it, and record each estimator's score; the final (question) step is
-    skipped, as SCALE forces it to System 2."""
+    *,
+    progress: bool = False,
+) -> tuple[list[StepOutcome], dict[str, str]]:
+    """Decompose each example, solve every step with System 2 (the reference) and with
+    System 1, and record each estimator's score; the final (question) step is skipped, as
+    SCALE forces it to System 2. An example that raises is left out and its error returned
+    (by id); the others go on."""
     outcomes: list[StepOutcome] = []
-    for example in examples:
-        subproblems = program.decomposer(problem=example.problem).subproblems
-        stated = (
-            {
-                name: program.scorer.plan(
-                    example.problem, subproblems[:-1], logprobs=name == "logprob"
-                )
-                for name in estimators
-                if name != "consistency"
-            }
-            if len(subproblems) > 1
-            else {}
-        )
-        steps: list[Step] = []
-        for i, subproblem in enumerate(subproblems[:-1]):
-            inputs = {
-                "problem": example.problem,
-                "earlier_steps": format_steps(steps),
-                "subproblem": subproblem,
-            }
-            reference = program.solver2(step=i, **inputs).answer
-            rating = program.consistency.rate(example.problem, format_steps(steps), subproblem, i)
-            scores = {name: ratings[i].difficulty for name, ratings in stated.items()}
-            if "consistency" in estimators:
-                scores["consistency"] = rating.difficulty
-            hard = rating.difficulty > 0 or not is_equivalent(reference, rating.answer)
-            outcomes.append(
-                StepOutcome(
-                    str(example.id),
-                    i,
-                    subproblem,
-                    rating.answer,
-                    reference,
-                    hard=hard,
-                    scores=scores,
-                )
+    errors: dict[str, str] = {}
+    for example in tqdm(examples, desc="steps", unit="problem", disable=not progress):
+        try:
+            outcomes += _example_outcomes(program, example, estimators)
+        except Exception as exc:  # recorded per example; the comparison goes on
+            errors[str(example.id)] = f"{type(exc).__name__}: {exc}"
+    return outcomes, errors
+
+
+def _example_outcomes(
+    program: SCALE, example: dspy.Example, estimators: tuple[str, ...]
+) -> list[StepOutcome]:
+    subproblems = program.decomposer(problem=example.problem).subproblems
+    stated = (
+        {
+            name: program.scorer.plan(example.problem, subproblems[:-1], logprobs=name == "logprob")
+            for name in estimators
+            if name != "consistency"
+        }
+        if len(subproblems) > 1
+        else {}
+    )
+    outcomes: list[StepOutcome] = []
+    steps: list[Step] = []
+    for i, subproblem in enumerate(subproblems[:-1]):
+        inputs = {
+            "problem": example.problem,
+            "earlier_steps": format_steps(steps),
+            "subproblem": subproblem,
+        }
+        reference = program.solver2(step=i, **inputs).answer
+        answer = program.solver1(step=i, **inputs).answer
+        scores = {name: ratings[i].difficulty for name, ratings in stated.items()}
+        if "consistency" in estimators:
+            scores["consistency"] = program.consistency.rate(
+                example.problem, inputs["earlier_steps"], subproblem, i
+            ).difficulty
+        outcomes.append(
+            StepOutcome(
+                str(example.id),
+                i,
+                subproblem,
+                answer,
+                reference,
+                hard=not is_equivalent(reference, answer),
+                scores=scores,
             )
-            steps.append(Step(subproblem, answer=reference))
+        )
+        steps.append(Step(subproblem, answer=reference))
     return outcomes
 
 
@@ -122,8 +138,8 @@ def tune_scorer(
 ) -> dict[str, Any]:
     """Give the scorer outcome-labelled demos from ``trainset`` (balanced hard/easy) and
     report its AUROC on ``valset`` steps before and after."""
-    before = estimator_quality(collect_outcomes(program, valset, ("self",)))["self"]["auroc"]
-    train = collect_outcomes(program, trainset, ("self",))
+    before = estimator_quality(collect_outcomes(program, valset, ("self",))[0])["self"]["auroc"]
+    train, _ = collect_outcomes(program, trainset, ("self",))
     hard = [o for o in train if o.hard]
     easy = [o for o in train if not o.hard]
     chosen = [o for pair in zip(hard, easy, strict=False) for o in pair][:max_demos]
@@ -149,7 +165,7 @@ def tune_scorer(
         for k, v in by_example.items()
         if any(o.hard for o in v) and not all(o.hard for o in v)
     ][:max_demos]
-    after = estimator_quality(collect_outcomes(program, valset, ("self",)))["self"]["auroc"]
+    after = estimator_quality(collect_outcomes(program, valset, ("self",))[0])["self"]["auroc"]
     return {
         "auroc_before": before,
         "auroc_after": after,

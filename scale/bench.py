@@ -194,30 +194,43 @@ def estimator_report(
     *,
     estimators: Sequence[str] = ESTIMATORS,
     thresholds: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    models: str = "",
+    checksums: Mapping[str, str | None] | None = None,
+    tracker: Tracker | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Compare difficulty estimators on the same steps: score distribution and AUROC for
-    System 1 failure, plus the accuracy and tokens each reaches at its best threshold.
-    Writes ``estimators.json``, ``estimators.md`` and ``outcomes.jsonl``."""
+    System 1 failure, plus the accuracy and tokens each reaches at its best threshold
+    (every threshold a nested run of ``tracker``). Writes ``estimators.json``,
+    ``estimators.md`` and ``outcomes.jsonl``."""
     from scale.optimizers.scorer import collect_outcomes, estimator_quality
     from scale.optimizers.search import best_trial, search_routing
 
     out_dir = Path(out_dir)
-    outcomes = collect_outcomes(program, examples, tuple(estimators))
+    outcomes, errors = collect_outcomes(program, examples, tuple(estimators), progress=progress)
     atomic_write_text(
         out_dir / "outcomes.jsonl", "".join(json.dumps(o.to_dict()) + "\n" for o in outcomes)
     )
     quality = estimator_quality(outcomes)
     for name in estimators:
         trials = search_routing(
-            program, examples, estimators=(name,), thresholds=thresholds, progress=progress
+            program,
+            examples,
+            estimators=(name,),
+            thresholds=thresholds,
+            tracker=tracker,
+            progress=progress,
         )
         best = best_trial(trials)
         quality.setdefault(name, {})["best"] = best.to_dict()
         quality[name]["trials"] = [t.to_dict() for t in trials]
     report = {
+        "models": models,
+        "model_sha256": dict(checksums or {}),
+        "ids": [e.id for e in examples],
         "n_examples": len(examples),
         "n_steps": len(outcomes),
+        "errors": errors,
         "hard_share": round(sum(o.hard for o in outcomes) / len(outcomes), 3) if outcomes else None,
         "estimators": quality,
         "machine": machine(),
@@ -226,9 +239,14 @@ def estimator_report(
     lines = [
         f"# Difficulty estimators on {len(outcomes)} steps of {len(examples)} problems",
         "",
-        f"A step is *hard* when System 1's majority answer differs from System 2's or System 1 "
-        f"disagrees with itself; {report['hard_share']} of the steps were hard.",
+        f"A step is *hard* when System 1's answer (one greedy call) differs from System 2's; "
+        f"{report['hard_share']} of the steps were hard.",
         "",
+        *(
+            [f"Left out after an error: {', '.join(f'{k} ({v})' for k, v in errors.items())}.", ""]
+            if errors
+            else []
+        ),
         "| estimator | AUROC (hard vs easy) | distinct scores | quartiles | best threshold | "
         "accuracy there | tokens/problem there |",
         "|---|---|---|---|---|---|---|",
@@ -240,6 +258,10 @@ def estimator_report(
             f"{best.get('value')} | {best.get('accuracy')} | {best.get('tokens_per_problem')} |"
         )
     atomic_write_text(out_dir / "estimators.md", "\n".join(lines) + "\n")
+    if tracker is not None:
+        tracker.metrics({f"{k}.auroc": q["auroc"] for k, q in quality.items() if q.get("auroc")})
+        for name in ("estimators.json", "estimators.md", "outcomes.jsonl"):
+            tracker.artifact(out_dir / name)
     return report
 
 

@@ -699,7 +699,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from scale import tracking
     from scale.bench import BENCH_METHODS, run_bench
-    from scale.local import model_sha256
     from scale.programs import build_program
 
     unknown = [m for m in args.methods if m not in BENCH_METHODS]
@@ -715,12 +714,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     examples = load_examples(args)
     if args.program:
         _refuse_overlap(args.program, examples)
-    models = (
-        args.model
-        if not (args.system1_model or args.system2_model)
-        else f"System 1 {args.system1_model or args.model}, "
-        f"System 2 {args.system2_model or args.model}"
-    )
 
     def build(name: str):
         return build_program(
@@ -752,13 +745,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             build,
             args.out,
             dataset=args.dataset,
-            models=models,
-            checksums={
-                m: model_sha256(m)
-                for m in dict.fromkeys(
-                    [args.model, args.system1_model or args.model, args.system2_model or args.model]
-                )
-            },
+            models=_models(args),
+            checksums=_checksums(args),
             threads=args.threads,
             tracker=tracker,
             progress=not args.quiet,
@@ -782,20 +770,48 @@ def _refuse_overlap(program_path: str, examples: list) -> None:
         )
 
 
+def _models(args: argparse.Namespace) -> str:
+    """The model(s) of a run, as reports name them."""
+    if not (args.system1_model or args.system2_model):
+        return args.model
+    return (
+        f"System 1 {args.system1_model or args.model}, System 2 {args.system2_model or args.model}"
+    )
+
+
+def _checksums(args: argparse.Namespace) -> dict[str, str | None]:
+    """sha256 of each model's weights, when known (local models)."""
+    from scale.local import model_sha256
+
+    names = [args.model, args.system1_model or args.model, args.system2_model or args.model]
+    return {m: model_sha256(m) for m in dict.fromkeys(names)}
+
+
 def cmd_estimators(args: argparse.Namespace) -> int:
+    from scale import tracking
     from scale.bench import estimator_report
 
     examples = load_examples(args)
     program = program_from_args(args)
     _require_scale(program)
-    estimator_report(
-        program,
-        examples,
-        args.out,
-        estimators=args.estimators,
-        thresholds=args.thresholds,
-        progress=not args.quiet,
-    )
+    with tracking.run(
+        f"estimators {args.dataset}",
+        enabled=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        params=run_params(args, estimators=",".join(args.estimators)),
+    ) as tracker:
+        estimator_report(
+            program,
+            examples,
+            args.out,
+            estimators=args.estimators,
+            thresholds=args.thresholds,
+            models=_models(args),
+            checksums=_checksums(args),
+            tracker=tracker,
+            progress=not args.quiet,
+        )
     print((Path(args.out) / "estimators.md").read_text())
     return 0
 
@@ -982,6 +998,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--out", required=True, help="folder for estimators.json/.md")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _tracking_options(p)
     p.set_defaults(run=cmd_estimators)
 
     p = sub.add_parser(

@@ -423,6 +423,62 @@ def test_tracking_store_unusable_run_still_completes(world, dataset, tmp_path, c
     assert "MLflow tracking unavailable" in captured.err
 
 
+def test_outcome_label_is_system1_answer_not_an_estimator_score(world):
+    """System 1's samples at temperature > 0 disagree on A's first step while its greedy
+    answer is right: the step is easy (greedy right) and consistency scores it 1/3."""
+    from scale.optimizers import collect_outcomes
+
+    def solve(prompt: str, params: dict) -> str:
+        if _pid(prompt) == "A" and params.get("temperature") and params.get("seed") == 1:
+            return chat(answer="6")
+        return _solve(prompt, params)
+
+    world.rules.insert(0, (r"Answer the current sub-problem", solve))
+    outcomes, _ = collect_outcomes(program(), EXAMPLES, ("consistency",))
+    first = {o.example_id: o for o in outcomes}
+    assert first["A"].scores["consistency"] == pytest.approx(1 / 3, abs=1e-5)
+    assert first["A"].system1_answer == "5" and not first["A"].hard
+    assert [first[k].hard for k in "BCD"] == [False, True, True]
+
+
+def test_cli_estimators_compares_on_the_same_steps(world, dataset, store, tmp_path, capsys):
+    out_dir = tmp_path / "est"
+    args = ["estimators", "--dataset", dataset, "--model", "scripted/s1", "--quiet"]
+    args += ["--estimators", "self,consistency", "--thresholds", "0,0.4,0.9"]
+    args += ["--tracking-uri", store, "--experiment", "t-est"]
+    assert main([*args, "--out", str(out_dir)]) == 0
+    assert "| self | 1.0 |" in capsys.readouterr().out
+    report = json.loads((out_dir / "estimators.json").read_text())
+    assert report["n_steps"] == 4 and report["hard_share"] == 0.5
+    self_, consistency = report["estimators"]["self"], report["estimators"]["consistency"]
+    assert self_["best"]["value"] == 0.4 and self_["best"]["accuracy"] == 1.0
+    assert [t["value"] for t in consistency["trials"]] == [0.0, 0.4, 0.9]
+    assert consistency["auroc"] == 0.5 and consistency["distinct"] == 1
+    rows = (out_dir / "outcomes.jsonl").read_text().splitlines()
+    assert [json.loads(r)["hard"] for r in rows] == [False, False, True, True]
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["t-est"])
+    assert len(runs) == 1 + 2 * 3  # the comparison and one nested run per trial
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    assert parent["metrics.self.auroc"] == 1.0
+
+
+def test_estimators_record_a_failing_problem_and_go_on(world):
+    from scale.optimizers import collect_outcomes
+
+    def solve(prompt: str, params: dict) -> str:
+        if _pid(prompt) == "C":
+            raise RuntimeError("backend down")
+        return _solve(prompt, params)
+
+    world.rules.insert(0, (r"Answer the current sub-problem", solve))
+    outcomes, errors = collect_outcomes(program(), EXAMPLES, ("self",))
+    assert [o.example_id for o in outcomes] == ["A", "B", "D"]
+    assert list(errors) == ["C"] and "backend down" in errors["C"]
+
+
 @pytest.mark.parametrize("which", ["mipro", "gepa"])
 def test_mipro_and_gepa_compile_end_to_end(which, tmp_path):
     """Both DSPy optimizers run inside SCALEOptimizer against a real HTTP model server."""
@@ -461,7 +517,8 @@ def test_auroc():
 def test_outcome_labels_and_scorer_demos(world):
     from scale.optimizers import collect_outcomes, estimator_quality, tune_scorer
 
-    outcomes = collect_outcomes(program(), EXAMPLES, ("self", "consistency"))
+    outcomes, errors = collect_outcomes(program(), EXAMPLES, ("self", "consistency"))
+    assert errors == {}
     assert [(o.example_id, o.hard) for o in outcomes] == [
         ("A", False),
         ("B", False),
