@@ -756,7 +756,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _refuse_overlap(program_path: str, examples: list) -> None:
-    """Refuse to benchmark a tuned program on examples it was compiled on."""
+    """Refuse to measure a tuned program on examples it was compiled on."""
     from scale.programs.io import read_program
 
     header = read_program(program_path)["scale"]
@@ -792,6 +792,8 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     from scale.bench import estimator_report
 
     examples = load_examples(args)
+    if args.program:
+        _refuse_overlap(args.program, examples)
     program = program_from_args(args)
     _require_scale(program)
     with tracking.run(

@@ -349,6 +349,9 @@ def test_cli_tuned_program_is_benchmarked_only_on_examples_it_never_saw(
     capsys.readouterr()
     assert main([*bench, "--out", str(tmp_path / "all")]) == 2
     assert "compiled on 2 of these examples" in capsys.readouterr().err
+    estimators = ["estimators", "--dataset", dataset, "--program", str(tuned), *base]
+    assert main([*estimators, "--out", str(tmp_path / "est")]) == 2
+    assert "compiled on 2 of these examples" in capsys.readouterr().err
     others = tmp_path / "dev-ids.jsonl"
     others.write_text('{"id": "C"}\n{"id": "D"}\n')
     assert main([*bench, "--exclude", str(others), "--out", str(tmp_path / "b")]) == 0
