@@ -82,17 +82,25 @@ def paired(
     }
 
 
+def _provenance(report: dict[str, Any]) -> list[str]:
+    """Markdown lines naming the model(s), weights, date, machine, command and packages."""
+    machine, packages = report["machine"], report["machine"]["packages"]
+    return [
+        f"Model(s): {report['models']}. Date: {machine['date']}. Machine: "
+        f"{machine['cores']} cores, {machine['cpu']}.",
+        "",
+        f"Command: `{machine['command']}`",
+        "",
+        *(f"- `{m}` sha256 `{h}`" for m, h in report["model_sha256"].items() if h),
+        f"- packages: {', '.join(f'{k} {v}' for k, v in packages.items())}",
+    ]
+
+
 def _markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark: {report['dataset']} (n={report['n']})",
         "",
-        f"Model(s): {report['models']}. Date: {report['machine']['date']}. Machine: "
-        f"{report['machine']['cores']} cores, {report['machine']['cpu']}.",
-        "",
-        f"Command: `{report['machine']['command']}`",
-        "",
-        *(f"- `{m}` sha256 `{h}`" for m, h in report["model_sha256"].items() if h),
-        f"- packages: {', '.join(f'{k} {v}' for k, v in report['machine']['packages'].items())}",
+        *_provenance(report),
         "",
         "| method | accuracy | 95% CI | tokens/problem | generated tokens/problem | "
         "LM calls/problem | System 2 share | s/problem | time outside LM calls | "
@@ -238,6 +246,8 @@ def estimator_report(
     atomic_write_text(out_dir / "estimators.json", json.dumps(report, indent=2))
     lines = [
         f"# Difficulty estimators on {len(outcomes)} steps of {len(examples)} problems",
+        "",
+        *_provenance(report),
         "",
         f"A step is *hard* when System 1's answer (one greedy call) differs from System 2's; "
         f"{report['hard_share']} of the steps were hard.",

@@ -450,7 +450,8 @@ def test_cli_estimators_compares_on_the_same_steps(world, dataset, store, tmp_pa
     args += ["--estimators", "self,consistency", "--thresholds", "0,0.4,0.9"]
     args += ["--tracking-uri", store, "--experiment", "t-est"]
     assert main([*args, "--out", str(out_dir)]) == 0
-    assert "| self | 1.0 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| self | 1.0 |" in printed and "Model(s): scripted/s1." in printed
     report = json.loads((out_dir / "estimators.json").read_text())
     assert report["n_steps"] == 4 and report["hard_share"] == 0.5
     self_, consistency = report["estimators"]["self"], report["estimators"]["consistency"]
