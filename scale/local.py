@@ -270,18 +270,20 @@ def model_sha256(model: str) -> str | None:
 
 
 class _Runtime:
-    """Loaded llama.cpp models, one per file, with one lock serializing all calls."""
+    """Loaded llama.cpp models, one per file and logits mode, with one lock serializing all
+    calls. Token logprobs need an instance loaded with ``logits_all``, which computes the
+    logits of every position and so slows every call; plain calls keep their own instance."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._models: dict[Path, Any] = {}
+        self._models: dict[tuple[Path, bool], Any] = {}
 
     def get(self, path: Path, *, logits_all: bool) -> Any:
-        """Return the loaded model (call with ``self.lock`` held), reloading it once if
-        token logprobs are needed and it was loaded without them."""
-        llm = self._models.get(path)
-        if llm is not None and (llm._logits_all or not logits_all):
-            return llm
+        """Return the model loaded in this mode, loading it on first use (call with
+        ``self.lock`` held)."""
+        key = (path, logits_all)
+        if key in self._models:
+            return self._models[key]
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -289,17 +291,14 @@ class _Runtime:
                 "The local model runtime is not installed; install it with: "
                 "pip install 'scale-dspy[local]'"
             ) from None
-        old = self._models.pop(path, None)
-        if old is not None:
-            old.close()
-        self._models[path] = Llama(
+        self._models[key] = Llama(
             model_path=str(path),
             n_ctx=int(os.environ.get("SCALE_LOCAL_N_CTX", DEFAULT_N_CTX)),
             n_threads=os.cpu_count() or 1,
             logits_all=logits_all,
             verbose=False,
         )
-        return self._models[path]
+        return self._models[key]
 
     def close(self) -> None:
         """Free every loaded model (at exit, before the interpreter tears llama.cpp down)."""

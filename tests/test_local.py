@@ -80,3 +80,9 @@ def test_logprobs_come_back_from_llama_cpp():
         logprobs.model_dump()["content"] if hasattr(logprobs, "model_dump") else logprobs["content"]
     )
     assert content and len(content[0]["top_logprobs"]) >= 2
+    from scale.local import RUNTIME, resolve
+
+    path = resolve(TINY_MODEL.removeprefix("local/"))
+    lm("Say hi")  # a plain call after a logprob call: the instance without logits_all
+    assert not RUNTIME._models[(path, False)]._logits_all
+    assert RUNTIME._models[(path, True)]._logits_all

@@ -164,8 +164,6 @@ def test_unparseable_replies_fall_back_to_json_then_to_the_raw_text():
 class CrashingLlama:
     """Stands in for a loaded ``llama_cpp.Llama``: its first call fails inside llama.cpp."""
 
-    _logits_all = True
-
     def __init__(self) -> None:
         self.calls = 0
 
@@ -187,7 +185,7 @@ def test_an_exception_inside_llama_cpp_is_a_recorded_error(tmp_path, monkeypatch
     path = tmp_path / "dummy.gguf"
     path.write_bytes(b"GGUF")  # never loaded: the runtime already holds a fake for it
     llama = CrashingLlama()
-    monkeypatch.setitem(local.RUNTIME._models, path, llama)
+    monkeypatch.setitem(local.RUNTIME._models, (path, False), llama)
     program = build_program("cot", model=f"local/{path}", retries=0)
     examples = [
         dspy.Example(id=f"q{i}", problem=f"What is {i} * 7?", answer="42").with_inputs("problem")
