@@ -126,7 +126,9 @@ def estimator_quality(outcomes: list[StepOutcome]) -> dict[str, dict[str, Any]]:
             "n": len(scores),
             "missing": len(scores) - len(known),
             "distinct": len(set(known)),
-            "quartiles": [known[int(q * (len(known) - 1))] for q in (0, 0.25, 0.5, 0.75, 1)]
+            "quartiles": [
+                round(known[int(q * (len(known) - 1))], 4) for q in (0, 0.25, 0.5, 0.75, 1)
+            ]
             if known
             else [],
         }

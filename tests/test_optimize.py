@@ -429,7 +429,7 @@ def test_tracking_store_unusable_run_still_completes(world, dataset, tmp_path, c
 def test_outcome_label_is_system1_answer_not_an_estimator_score(world):
     """System 1's samples at temperature > 0 disagree on A's first step while its greedy
     answer is right: the step is easy (greedy right) and consistency scores it 1/3."""
-    from scale.optimizers import collect_outcomes
+    from scale.optimizers import collect_outcomes, estimator_quality
 
     def solve(prompt: str, params: dict) -> str:
         if _pid(prompt) == "A" and params.get("temperature") and params.get("seed") == 1:
@@ -442,6 +442,7 @@ def test_outcome_label_is_system1_answer_not_an_estimator_score(world):
     assert first["A"].scores["consistency"] == pytest.approx(1 / 3, abs=1e-5)
     assert first["A"].system1_answer == "5" and not first["A"].hard
     assert [first[k].hard for k in "BCD"] == [False, True, True]
+    assert estimator_quality(outcomes)["consistency"]["quartiles"] == [0, 0, 0, 0, 0.3333]
 
 
 def test_cli_estimators_compares_on_the_same_steps(world, dataset, store, tmp_path, capsys):
