@@ -984,9 +984,9 @@ def build_parser() -> Parser:
         "estimators",
         help="compare difficulty estimators on the same steps",
         description="For each step of each problem: System 2's answer as the "
-        "reference, System 1's samples, and every estimator's "
-        "score; reports AUROC for System 1 failure, the score "
-        "distribution, and each estimator's best threshold.",
+        "reference, System 1's greedy answer (the step is hard when they differ), and every "
+        "estimator's score; reports each estimator's AUROC for hard steps, its score "
+        "distribution, and the accuracy and tokens of routing with it at each threshold.",
     )
     _data_options(p, n_default=10)
     _model_options(p)
