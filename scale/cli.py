@@ -7,8 +7,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from scale.tracking import Tracker
 
 EXAMPLE = "A shop sells pens at 3 dollars each. How much do 4 pens cost?"
 
@@ -433,6 +437,21 @@ def run_params(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     return {k: getattr(args, k, None) for k in keys} | extra
 
 
+def tracked_run(
+    args: argparse.Namespace, name: str, **extra: Any
+) -> AbstractContextManager[Tracker]:
+    """The MLflow run a command logs to, as its tracking options ask, with ``run_params``."""
+    from scale import tracking
+
+    return tracking.run(
+        name,
+        enabled=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        params=run_params(args, **extra),
+    )
+
+
 def _summary_lines(summary: Any) -> list[str]:
     d = summary.to_dict()
     lines = [
@@ -462,19 +481,12 @@ def _summary_lines(summary: Any) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
-    from scale import tracking
     from scale.optimizers import evaluate
 
     examples = load_examples(args)
     program = program_from_args(args)
     out = args.out or str(Path(tempfile.mkdtemp(prefix="scale-eval-")) / "results.jsonl")
-    with tracking.run(
-        f"eval {args.method} {args.dataset}",
-        enabled=not args.no_mlflow,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        params=run_params(args),
-    ) as tracker:
+    with tracked_run(args, f"eval {args.method} {args.dataset}") as tracker:
         _, summary = evaluate(
             program,
             examples,
@@ -580,7 +592,6 @@ def _require_scale(program: Any) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from scale import tracking
     from scale.optimizers import pareto_front, search_routing
     from scale.plots import tradeoff_plot
     from scale.programs.io import atomic_write_text
@@ -589,13 +600,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     program = program_from_args(args)
     _require_scale(program)
     out_dir = Path(args.out_dir)
-    with tracking.run(
-        f"sweep {args.dataset}",
-        enabled=not args.no_mlflow,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        params=run_params(args),
-    ) as tracker:
+    with tracked_run(args, f"sweep {args.dataset}") as tracker:
         trials = search_routing(
             program,
             examples,
@@ -635,7 +640,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from scale import tracking
     from scale.optimizers import SCALEOptimizer
     from scale.programs import save_program
 
@@ -648,20 +652,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
     trainset, valset = examples[: args.train], examples[args.train :]
     program = program_from_args(args)
     _require_scale(program)
-    with tracking.run(
+    with tracked_run(
+        args,
         f"compile {args.optimizer} {args.dataset}",
-        enabled=not args.no_mlflow,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        params=run_params(
-            args,
-            optimizer=args.optimizer,
-            train=args.train,
-            val=args.val,
-            objective=args.objective,
-            estimators=",".join(args.estimators),
-            tune_scorer=args.tune_scorer,
-        ),
+        optimizer=args.optimizer,
+        train=args.train,
+        val=args.val,
+        objective=args.objective,
+        estimators=",".join(args.estimators),
+        tune_scorer=args.tune_scorer,
     ) as tracker:
         optimizer = SCALEOptimizer(
             prompt_optimizer=args.optimizer,
@@ -697,7 +696,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from scale import tracking
     from scale.bench import BENCH_METHODS, run_bench
     from scale.programs import build_program
 
@@ -732,13 +730,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             program_path=args.program if name == "tuned" else None,
         )
 
-    with tracking.run(
-        f"bench {args.dataset}",
-        enabled=not args.no_mlflow,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        params=run_params(args, methods=",".join(args.methods)),
-    ) as tracker:
+    with tracked_run(args, f"bench {args.dataset}", methods=",".join(args.methods)) as tracker:
         report = run_bench(
             examples,
             args.methods,
@@ -770,25 +762,27 @@ def _refuse_overlap(program_path: str, examples: list) -> None:
         )
 
 
+def _system_models(args: argparse.Namespace) -> tuple[str, str]:
+    """System 1's and System 2's model (each defaults to ``--model``)."""
+    return args.system1_model or args.model, args.system2_model or args.model
+
+
 def _models(args: argparse.Namespace) -> str:
     """The model(s) of a run, as reports name them."""
     if not (args.system1_model or args.system2_model):
         return args.model
-    return (
-        f"System 1 {args.system1_model or args.model}, System 2 {args.system2_model or args.model}"
-    )
+    system1, system2 = _system_models(args)
+    return f"System 1 {system1}, System 2 {system2}"
 
 
 def _checksums(args: argparse.Namespace) -> dict[str, str | None]:
     """sha256 of each model's weights, when known (local models)."""
     from scale.local import model_sha256
 
-    names = [args.model, args.system1_model or args.model, args.system2_model or args.model]
-    return {m: model_sha256(m) for m in dict.fromkeys(names)}
+    return {m: model_sha256(m) for m in dict.fromkeys([args.model, *_system_models(args)])}
 
 
 def cmd_estimators(args: argparse.Namespace) -> int:
-    from scale import tracking
     from scale.bench import estimator_report
 
     examples = load_examples(args)
@@ -796,12 +790,8 @@ def cmd_estimators(args: argparse.Namespace) -> int:
         _refuse_overlap(args.program, examples)
     program = program_from_args(args)
     _require_scale(program)
-    with tracking.run(
-        f"estimators {args.dataset}",
-        enabled=not args.no_mlflow,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        params=run_params(args, estimators=",".join(args.estimators)),
+    with tracked_run(
+        args, f"estimators {args.dataset}", estimators=",".join(args.estimators)
     ) as tracker:
         estimator_report(
             program,
