@@ -18,7 +18,7 @@ from scale.optimizers.search import (
     pareto_front,
     search_routing,
 )
-from scale.programs.route import ESTIMATORS
+from scale.programs.route import ROUTING_ESTIMATORS
 from scale.programs.scale import SCALE
 
 from scale.tracking import Tracker
@@ -53,7 +53,7 @@ class SCALEOptimizer(Teleprompter):
         *,
         prompt_optimizer: str = "none",
         objective: CostAware | None = None,
-        estimators: Sequence[str] = ESTIMATORS,
+        estimators: Sequence[str] = ROUTING_ESTIMATORS,
         decompose_thresholds: Sequence[float | None] = (None,),
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         mode: str = "threshold",

@@ -3,7 +3,6 @@ on a validation set, reusing cached decomposition and difficulty calls across tr
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import dspy
 from scale.optimizers.evaluate import Metric, evaluate
 from scale.optimizers.metrics import CostAware, correctness
-from scale.programs.route import RoutingError
+from scale.programs.route import NO_ESTIMATE, RoutingError
 from scale.programs.scale import SCALE
 
 from scale.tracking import Tracker
@@ -90,7 +89,8 @@ def search_routing(
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> list[Trial]:
-    """Evaluate every combination on ``valset`` and return the trials in grid order.
+    """Evaluate every combination on ``valset`` and return the trials in grid order
+    (estimator ``"none"`` gets one threshold trial below 1 and one at 1: no others differ).
 
     Trials share DSPy's cache, so decomposition and difficulty calls (which do not depend on
     the threshold) are paid once per estimator and gate; ``spent_tokens`` counts what each
@@ -99,9 +99,13 @@ def search_routing(
     original = program.routing.dump_state()
     trials: list[Trial] = []
     try:
-        for estimator, gate, value in itertools.product(
-            estimators, decompose_thresholds, thresholds
-        ):
+        grid = [
+            (estimator, gate, value)
+            for estimator in estimators
+            for gate in decompose_thresholds
+            for value in _distinct_values(estimator, mode, thresholds)
+        ]
+        for estimator, gate, value in grid:
             trial = Trial(estimator, gate, mode, float(value))
             try:
                 program.routing.load_state({**original, **trial.settings()})
@@ -127,6 +131,13 @@ def search_routing(
     finally:
         program.routing.load_state(original)
     return trials
+
+
+def _distinct_values(estimator: str, mode: str, values: Sequence[float]) -> list[float]:
+    """The values worth a trial: without an estimate, every threshold below 1 routes alike."""
+    if estimator == NO_ESTIMATE and mode == "threshold":
+        return sorted({0.0 if v < 1 else 1.0 for v in values})
+    return list(values)
 
 
 def _run_trial(

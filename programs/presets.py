@@ -7,14 +7,19 @@ from typing import Any
 
 from scale.programs.base import MathProgram
 from scale.programs.baselines import CoT, Vote
-from scale.programs.io import apply_state, read_program
+from scale.programs.io import ProgramFileError, apply_state, read_program
 from scale.programs.profiles import system1, system2
-from scale.programs.route import Routing
+from scale.programs.route import NO_ESTIMATE, Routing
 from scale.programs.scale import SCALE
 
 from scale.lm import DEFAULT_MODEL
 
 METHODS = ("scale", "cot", "vote", "uniform-s1", "uniform-s2")
+# The uniform baselines: SCALE without rating, every step on one system.
+UNIFORM: dict[str, dict[str, Any]] = {
+    method: {"estimator": NO_ESTIMATE, "threshold": threshold, "decompose_threshold": None}
+    for method, threshold in (("uniform-s1", 1.0), ("uniform-s2", 0.0))
+}
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,15 @@ def build_program(
         program = Vote(s2, samples=vote_samples)
     else:
         chosen = PRESETS[preset]
-        options = {
-            "k": chosen.k,
-            "batched": chosen.batched,
-            "uniform": {"uniform-s1": 1, "uniform-s2": 2}.get(method),
-            **structure,
-        }
-        program = SCALE(s1, s2, routing=Routing(**chosen.routing), **options)
+        if structure.pop("uniform", None) is not None:
+            raise ProgramFileError(
+                f"{program_path}: saved by an older version as a uniform baseline; "
+                "compile it again with this version"
+            )
+        options = {"k": chosen.k, "batched": chosen.batched, **structure}
+        program = SCALE(
+            s1, s2, routing=Routing(**{**chosen.routing, **UNIFORM.get(method, {})}), **options
+        )
     if saved is not None:
         apply_state(program, saved, program_path)
     overrides = {k: v for k, v in routing.items() if v is not None}

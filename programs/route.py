@@ -8,7 +8,9 @@ from typing import Any
 
 from dspy.predict.parameter import Parameter
 
-ESTIMATORS = ("self", "logprob", "consistency")
+ESTIMATORS = ("self", "logprob", "consistency")  # the estimators that score a step
+NO_ESTIMATE = "none"  # no rating calls: every step counts as hardest (unknown difficulty)
+ROUTING_ESTIMATORS = (NO_ESTIMATE, *ESTIMATORS)
 MODES = ("threshold", "budget")
 FORCED_LAST = 0.9  # the authors' score for the final step: tau >= 0.9 still means System 1
 STATE_VERSION = 1
@@ -41,7 +43,11 @@ def route_budget(difficulties: list[float | None], fraction: float) -> list[int]
 class Routing(Parameter):
     """The non-prompt knobs of SCALE, saved with the program and left alone by prompt
     optimizers: estimator, routing mode, step threshold (tau), budget fraction (q), the
-    problem-level decomposition gate, and whether the last step is forced to 0.9."""
+    problem-level decomposition gate, and whether the last step is forced to 0.9.
+
+    Estimator ``"none"`` makes no rating calls: every step (and the gate's problem) counts as
+    hardest, so threshold routing sends every step to System 2 below threshold 1 and to
+    System 1 at 1 (the ``uniform-s2`` / ``uniform-s1`` baselines)."""
 
     estimator: str = "self"
     mode: str = "threshold"
@@ -54,8 +60,10 @@ class Routing(Parameter):
         self.validate()
 
     def validate(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise RoutingError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.estimator not in ROUTING_ESTIMATORS:
+            raise RoutingError(
+                f"estimator must be one of {ROUTING_ESTIMATORS}, got {self.estimator!r}"
+            )
         if self.mode not in MODES:
             raise RoutingError(f"routing mode must be one of {MODES}, got {self.mode!r}")
         for name in ("threshold", "budget", "decompose_threshold"):

@@ -10,7 +10,7 @@ from scale.programs.decompose import Decomposer
 from scale.programs.difficulty import ConsistencyEstimator, SelfEstimator
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Rating, Step, format_steps
-from scale.programs.route import FORCED_LAST, Routing, route_threshold
+from scale.programs.route import FORCED_LAST, NO_ESTIMATE, Routing, route_threshold
 from scale.programs.solve import problem_solver, step_solver
 
 from scale.lm import label
@@ -28,9 +28,6 @@ class SCALE(MathProgram):
        fraction of the steps), System 1 otherwise.
     5. Solve the steps in order, each seeing every earlier step and its answer; the last
        step's answer is the final answer.
-
-    ``uniform`` = 1 or 2 skips rating and sends every step to that system (the
-    ``uniform-s1`` / ``uniform-s2`` baselines).
     """
 
     method = "scale"
@@ -45,15 +42,11 @@ class SCALE(MathProgram):
         max_subproblems: int = 6,
         batched: bool = True,
         consistency_samples: int = 3,
-        uniform: int | None = None,
     ):
         super().__init__()
-        if uniform not in (None, 1, 2):
-            raise ValueError("uniform must be None, 1 or 2")
         self.system1 = system1 or profiles.system1()
         self.system2 = system2 or profiles.system2()
         self.routing = routing or Routing()
-        self.uniform = uniform
         self.decomposer = Decomposer(self.system1, k=k, max_subproblems=max_subproblems)
         self.scorer = SelfEstimator(self.system1, batched=batched)
         self.solver1 = step_solver(self.system1, 1)
@@ -68,12 +61,11 @@ class SCALE(MathProgram):
             "max_subproblems": self.decomposer.max_subproblems,
             "batched": self.scorer.batched,
             "consistency_samples": self.consistency.n,
-            "uniform": self.uniform,
         }
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         routing = self.routing
-        if self.uniform is None and routing.decompose_threshold is not None:
+        if routing.decompose_threshold is not None:
             gate = self._gate(problem)
             if gate is not None:
                 return [gate], []
@@ -94,9 +86,7 @@ class SCALE(MathProgram):
                 if plan is not None
                 else self._online_rating(problem, steps, subproblem, last)
             )
-            if self.uniform is not None:
-                system = self.uniform
-            elif systems is not None:
+            if systems is not None:
                 system = systems[i]
             else:
                 system = route_threshold([rating.difficulty], routing.threshold)[0]
@@ -139,8 +129,8 @@ class SCALE(MathProgram):
         return finish_step(step, 0, started)
 
     def _plan(self, problem: str, subproblems: list[str]) -> list[Rating] | None:
-        """Up-front ratings, or None when steps are rated online (consistency) or not at all."""
-        if self.uniform is not None:
+        """Up-front ratings, or None when steps are rated online (consistency)."""
+        if self.routing.estimator == NO_ESTIMATE:
             return [Rating(None) for _ in subproblems]
         if self.routing.estimator == "consistency":
             return None
@@ -163,6 +153,8 @@ class SCALE(MathProgram):
         return self._rate(problem, format_steps(steps), subproblem, len(steps))
 
     def _rate(self, problem: str, earlier: str, subproblem: str, step: int | None) -> Rating:
+        if self.routing.estimator == NO_ESTIMATE:
+            return Rating(None)
         if self.routing.estimator == "consistency":
             return self.consistency.rate(problem, earlier, subproblem, step)
         return self.scorer.rate(

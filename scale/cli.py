@@ -105,7 +105,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def _program_options(p: argparse.ArgumentParser) -> None:
     from scale.programs import METHODS, PRESETS
-    from scale.programs.route import ESTIMATORS, MODES
+    from scale.programs.route import MODES, ROUTING_ESTIMATORS
 
     g = p.add_argument_group("method")
     g.add_argument(
@@ -130,7 +130,10 @@ def _program_options(p: argparse.ArgumentParser) -> None:
         "routing; the options below still override the routing)",
     )
     g.add_argument(
-        "--estimator", choices=ESTIMATORS, help="difficulty estimator (default: the preset's)"
+        "--estimator",
+        choices=ROUTING_ESTIMATORS,
+        help="difficulty estimator; none: no rating calls, every step counts as hardest "
+        "(default: the preset's)",
     )
     g.add_argument(
         "--route",
@@ -296,26 +299,20 @@ def _csv_floats(text: str) -> list[float | None]:
     return values
 
 
-def _estimator_list(text: str) -> list[str]:
-    from scale.programs.route import ESTIMATORS
-
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    unknown = [n for n in names if n not in ESTIMATORS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"estimators must be some of {', '.join(ESTIMATORS)}, got {text!r}"
-        )
-    return names
-
-
-def _estimators_option(p: argparse.ArgumentParser, purpose: str) -> None:
-    from scale.programs.route import ESTIMATORS
+def _estimators_option(p: argparse.ArgumentParser, purpose: str, known: Sequence[str]) -> None:
+    def estimator_list(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        if not names or any(n not in known for n in names):
+            raise argparse.ArgumentTypeError(
+                f"estimators must be some of {', '.join(known)}, got {text!r}"
+            )
+        return names
 
     p.add_argument(
         "--estimators",
-        type=_estimator_list,
-        default=list(ESTIMATORS),
-        help=f"{purpose} (default: {','.join(ESTIMATORS)})",
+        type=estimator_list,
+        default=list(known),
+        help=f"{purpose} (default: {','.join(known)})",
     )
 
 
@@ -588,7 +585,9 @@ def _require_scale(program: Any) -> None:
     from scale.programs import SCALE
 
     if not isinstance(program, SCALE):
-        raise UsageError("routing search needs --method scale (or a uniform-s1/s2 program)")
+        raise UsageError(
+            "routing search needs a SCALE program: --method scale, uniform-s1 or uniform-s2"
+        )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -836,6 +835,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> Parser:
+    from scale.programs.route import ESTIMATORS, ROUTING_ESTIMATORS
+
     parser = Parser(
         prog="scale",
         description="SCALE: selective resource allocation for math problems, as a DSPy "
@@ -922,7 +923,12 @@ def build_parser() -> Parser:
         default="bootstrap",
         help="prompt optimizer (default: %(default)s)",
     )
-    _estimators_option(p, "difficulty estimators to try")
+    _estimators_option(
+        p,
+        "difficulty estimators to try; none = no rating: every step on System 2, or on "
+        "System 1 at threshold 1",
+        ROUTING_ESTIMATORS,
+    )
     p.add_argument(
         "--tune-scorer",
         action="store_true",
@@ -981,7 +987,7 @@ def build_parser() -> Parser:
     _data_options(p, n_default=10)
     _model_options(p)
     _program_options(p)
-    _estimators_option(p, "estimators to compare")
+    _estimators_option(p, "estimators to compare", ESTIMATORS)
     p.add_argument(
         "--thresholds",
         type=_csv_floats,

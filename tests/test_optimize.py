@@ -82,6 +82,20 @@ def test_search_finds_the_known_best_threshold(world):
     assert sum(t.spent_tokens for t in trials[1:]) < trials[0].spent_tokens
 
 
+def test_no_estimate_is_one_trial_per_system_without_rating_calls(world):
+    trials = search_routing(
+        program(), EXAMPLES, estimators=("none",), thresholds=(0.2, 0.4, 1.0), progress=False
+    )
+    assert [t.value for t in trials] == [0.0, 1.0]  # every threshold below 1 routes alike
+    all_s2, all_s1 = trials
+    assert (all_s2.accuracy, all_s2.system2_fraction) == (1.0, 1.0)
+    assert (all_s1.accuracy, all_s1.system2_fraction) == (0.5, 0.0)
+    assert world.count(r"Rate how hard") == 0
+    rated = search_routing(program(), EXAMPLES, thresholds=(0.4,), progress=False)[0]
+    assert rated.accuracy == 1.0 and rated.system2_fraction < 1.0
+    assert world.count(r"Rate how hard") == len(EXAMPLES)
+
+
 def test_optimizer_saves_the_best_threshold(world, tmp_path):
     optimizer = SCALEOptimizer(estimators=("self",), progress=False)
     tuned = optimizer.compile(program(), trainset=EXAMPLES[:1], valset=EXAMPLES)

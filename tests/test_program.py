@@ -436,6 +436,18 @@ def test_save_load_round_trip(scripted, tmp_path):
     assert json.loads(path.read_text())["routing"]["threshold"] == 0.37
 
 
+def test_a_program_saved_with_the_old_uniform_option(scripted, tmp_path):
+    path = save_program(build_program("scale", model="scripted/s1"), tmp_path / "old.json")
+    state = json.loads(path.read_text())
+    state["scale"]["structure"]["uniform"] = None  # written before estimator "none"
+    path.write_text(json.dumps(state))
+    assert isinstance(build_program(model="scripted/s1", program_path=str(path)), SCALE)
+    state["scale"]["structure"]["uniform"] = 2
+    path.write_text(json.dumps(state))
+    with pytest.raises(ProgramFileError, match="older version as a uniform baseline"):
+        build_program(model="scripted/s1", program_path=str(path))
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
