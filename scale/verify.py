@@ -29,6 +29,7 @@ rounding to 6 places (``0.333333`` matches ``\\frac{1}{3}``).
 """
 
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -329,7 +330,8 @@ class _Worker:
         self._proc.wait()
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
-                pipe.close()
+                with contextlib.suppress(OSError):  # unflushed input to a dead worker
+                    pipe.close()
 
 
 class _Pool:
@@ -341,18 +343,28 @@ class _Pool:
         self._idle: list[_Worker] = []
 
     def check(self, gold: str, predicted: str, timeout: float) -> bool:
+        """False on timeout or when a fresh worker dies on this input; an idle worker that
+        had died meanwhile (killed, out of memory) is replaced and the check sent again."""
         with self._slots:
             with self._lock:
                 worker = self._idle.pop() if self._idle else None
-            worker = worker or _Worker()
-            try:
-                ok = worker.check(gold, predicted, timeout)
-            except (TimeoutError, EOFError, OSError):
-                worker.close()
-                return False
-            with self._lock:
-                self._idle.append(worker)
-            return ok
+            fresh = worker is None
+            while True:
+                worker = worker or _Worker()
+                try:
+                    ok = worker.check(gold, predicted, timeout)
+                except TimeoutError:
+                    worker.close()
+                    return False
+                except (EOFError, OSError):
+                    worker.close()
+                    if fresh:
+                        return False
+                    worker, fresh = None, True
+                    continue
+                with self._lock:
+                    self._idle.append(worker)
+                return ok
 
     def close(self) -> None:
         """Stop all idle workers (busy ones see EOF when this process exits)."""

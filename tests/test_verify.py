@@ -183,6 +183,20 @@ def test_timeout_scores_false_and_the_worker_recovers() -> None:
     assert is_equivalent("\\frac{1}{2}", "0.5")
 
 
+def test_an_idle_worker_that_died_is_replaced_not_scored_false(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(verify, "_POOL", verify._Pool(1))
+    assert is_equivalent("\\frac{1}{2}", "0.5")
+    (idle,) = verify._POOL._idle
+    idle._proc.kill()  # e.g. killed from outside, or by the OOM killer, between checks
+    idle._proc.wait()
+    assert is_equivalent("\\frac{1}{2}", "0.5")
+    (replacement,) = verify._POOL._idle
+    assert replacement is not idle and replacement._proc.poll() is None
+    verify._POOL.close()
+
+
 HOSTILE = [
     "__import__('os').system('touch {marker}')",
     "\\boxed{__import__('os').system('touch {marker}')}",
