@@ -10,8 +10,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def run_example(
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a results file; a torn (partially written) last line is ignored and each id
-    is kept once (the first)."""
+    is kept once: a later row for an id (a retried error) supersedes the earlier one."""
     path = Path(path)
     rows: dict[str, dict[str, Any]] = {}
     with path.open("rb") as f:
@@ -69,7 +70,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                     warnings.warn(f"{path}:{number}: unreadable result line skipped", stacklevel=2)
                 continue
             if isinstance(row, dict) and "id" in row:
-                rows.setdefault(str(row["id"]), row)
+                rows[str(row["id"])] = row
     return list(rows.values())
 
 
@@ -181,22 +182,23 @@ def summarize(rows: list[dict[str, Any]], wall_s: float) -> Summary:
 def _parallel(
     function: Callable[[dspy.Example], dict[str, Any]], examples: list[dspy.Example], threads: int
 ) -> Iterator[dict[str, Any]]:
-    """Yield results as they finish; on Ctrl-C, pending examples are cancelled."""
+    """Yield results as they finish (those finished together in example order, so a Ctrl-C
+    in one never drops an earlier one's result); on Ctrl-C, pending examples are cancelled."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending = set()
-        queue = iter(examples)
+        index: dict[Future, int] = {}
+        queue = enumerate(examples)
+        pending: set[Future] = set()
         try:
-            for example in queue:
-                pending.add(pool.submit(function, example))
-                if len(pending) >= threads * 2:
-                    break
+            for i, example in islice(queue, threads * 2):
+                pending.add(future := pool.submit(function, example))
+                index[future] = i
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
+                for future in sorted(finished, key=index.__getitem__):
                     yield future.result()
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(function, nxt))
+                    for i, example in islice(queue, 1):
+                        pending.add(nxt := pool.submit(function, example))
+                        index[nxt] = i
         except BaseException:
             for future in pending:
                 future.cancel()
@@ -210,15 +212,21 @@ def evaluate(
     threads: int = 1,
     out: str | Path | None = None,
     resume: bool = False,
+    retry_errors: bool = False,
     metric: Metric = correctness,
     progress: bool = True,
     desc: str = "eval",
 ) -> tuple[list[dict[str, Any]], Summary]:
     """Evaluate ``program`` on ``examples``; with ``out``, each result is appended as it
-    finishes and ``resume`` skips ids already there. Returns all rows (in example order)
-    and the summary."""
+    finishes and ``resume`` skips ids already there, except rows recorded with an error when
+    ``retry_errors`` (their new row is appended and supersedes the old one). Returns all rows
+    (in example order) and the summary."""
     writer = ResultsWriter(out, resume=resume) if out else None
-    done = {str(r["id"]): r for r in (writer.done if writer else [])}
+    done = {
+        str(r["id"]): r
+        for r in (writer.done if writer else [])
+        if not (retry_errors and r.get("error"))
+    }
     todo = [e for e in examples if str(e.id) not in done]
     rows = {k: v for k, v in done.items() if k in {str(e.id) for e in examples}}
     started = time.perf_counter()

@@ -89,8 +89,8 @@ def search_routing(
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> list[Trial]:
-    """Evaluate every combination on ``valset`` and return the trials in grid order
-    (estimator ``"none"`` gets one threshold trial below 1 and one at 1: no others differ).
+    """Evaluate every distinct combination on ``valset`` (see ``_distinct_grid``) and return
+    the trials in grid order.
 
     Trials share DSPy's cache, so decomposition and difficulty calls (which do not depend on
     the threshold) are paid once per estimator and gate; ``spent_tokens`` counts what each
@@ -99,12 +99,7 @@ def search_routing(
     original = program.routing.dump_state()
     trials: list[Trial] = []
     try:
-        grid = [
-            (estimator, gate, value)
-            for estimator in estimators
-            for gate in decompose_thresholds
-            for value in _distinct_values(estimator, mode, thresholds)
-        ]
+        grid = _distinct_grid(estimators, decompose_thresholds, mode, thresholds)
         for estimator, gate, value in grid:
             trial = Trial(estimator, gate, mode, float(value))
             try:
@@ -133,11 +128,32 @@ def search_routing(
     return trials
 
 
-def _distinct_values(estimator: str, mode: str, values: Sequence[float]) -> list[float]:
-    """The values worth a trial: without an estimate, every threshold below 1 routes alike."""
-    if estimator == NO_ESTIMATE and mode == "threshold":
-        return sorted({0.0 if v < 1 else 1.0 for v in values})
-    return list(values)
+def _distinct_grid(
+    estimators: Sequence[str],
+    gates: Sequence[float | None],
+    mode: str,
+    values: Sequence[float],
+) -> list[tuple[str, float | None, float]]:
+    """The combinations worth a trial, in grid order. A gate of 1 never decomposes, so
+    estimator and threshold do not matter; without an estimate, a gate below 1 always
+    decomposes (no gate) and every threshold below 1 routes alike (0)."""
+    grid: list[tuple[str, float | None, float]] = []
+    seen: set[tuple] = set()
+    for estimator in estimators:
+        for gate in gates:
+            for value in values:
+                if estimator == NO_ESTIMATE:
+                    gate = None if gate is None or gate < 1 else gate
+                    value = 0.0 if mode == "threshold" and value < 1 else value
+                key = (
+                    ("undecomposed",)
+                    if gate is not None and gate >= 1
+                    else (estimator, gate, value)
+                )
+                if key not in seen:
+                    seen.add(key)
+                    grid.append((estimator, gate, value))
+    return grid
 
 
 def _run_trial(

@@ -142,12 +142,14 @@ def run_bench(
     models: str,
     checksums: Mapping[str, str | None] | None = None,
     threads: int = 1,
+    retry_errors: bool = False,
     tracker: Tracker | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate each method on ``examples`` (results in ``out_dir/METHOD.jsonl``, resumed
-    if present) and write ``report.json``, ``report.md`` and ``tradeoff.png``; ``checksums``
-    maps each model to the sha256 of its weights, when known."""
+    if present, error rows redone when ``retry_errors``) and write ``report.json``,
+    ``report.md`` and ``tradeoff.png``; ``checksums`` maps each model to the sha256 of its
+    weights, when known."""
     out_dir = Path(out_dir)
     results: dict[str, tuple[list[dict[str, Any]], Summary]] = {}
     for name in methods:
@@ -157,6 +159,7 @@ def run_bench(
             threads=threads,
             out=out_dir / f"{name}.jsonl",
             resume=True,
+            retry_errors=retry_errors,
             progress=progress,
             desc=name,
         )

@@ -365,6 +365,15 @@ def _data_options(p: argparse.ArgumentParser, *, n_default: int | None = None) -
     )
 
 
+def _retry_errors_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="when resuming, run again the examples recorded with an error (a model timeout, "
+        "a dead server); the new row is appended and supersedes the error row",
+    )
+
+
 def _tracking_options(p: argparse.ArgumentParser) -> None:
     from scale.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
 
@@ -490,6 +499,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             threads=args.threads,
             out=out,
             resume=args.resume,
+            retry_errors=args.retry_errors,
             progress=not args.quiet,
             desc=f"{args.method} {args.dataset}",
         )
@@ -739,6 +749,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             models=_models(args),
             checksums=_checksums(args),
             threads=args.threads,
+            retry_errors=args.retry_errors,
             tracker=tracker,
             progress=not args.quiet,
         )
@@ -877,6 +888,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--resume", action="store_true", help="skip ids already in --out and append the rest"
     )
+    _retry_errors_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _tracking_options(p)
@@ -972,6 +984,7 @@ def build_parser() -> Parser:
         "--threads", type=_positive, default=1, help="examples in parallel (default: %(default)s)"
     )
     p.add_argument("--out", required=True, help="results folder, e.g. bench/results/NAME")
+    _retry_errors_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _tracking_options(p)
     p.set_defaults(run=cmd_bench)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import dspy
 import pytest
@@ -96,6 +97,18 @@ def test_no_estimate_is_one_trial_per_system_without_rating_calls(world):
     assert world.count(r"Rate how hard") == len(EXAMPLES)
 
 
+def test_the_grid_has_one_trial_per_distinct_routing():
+    from scale.optimizers.search import _distinct_grid
+
+    grid = _distinct_grid(("none", "self"), (None, 0.3, 1.0), "threshold", (0.0, 0.5, 1.0))
+    assert grid == [
+        ("none", None, 0.0),  # no estimate: every gate below 1 decomposes, threshold 0.5 is 0
+        ("none", None, 1.0),
+        ("none", 1.0, 0.0),  # gate 1 never decomposes: once, whatever estimator and threshold
+        *[("self", gate, value) for gate in (None, 0.3) for value in (0.0, 0.5, 1.0)],
+    ]
+
+
 def test_optimizer_saves_the_best_threshold(world, tmp_path):
     optimizer = SCALEOptimizer(estimators=("self",), progress=False)
     tuned = optimizer.compile(program(), trainset=EXAMPLES[:1], valset=EXAMPLES)
@@ -167,15 +180,16 @@ class Counting(MathProgram):
 
     method = "counting"
 
-    def __init__(self, interrupt_on: str | None = None):
+    def __init__(self, interrupt_on: str | None = None, fail_on: str | None = "B"):
         super().__init__()
         self.seen: list[str] = []
         self.interrupt_on = interrupt_on
+        self.fail_on = fail_on
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         if problem.startswith(f"Problem {self.interrupt_on}"):
             raise KeyboardInterrupt
-        if problem.startswith("Problem B"):
+        if problem.startswith(f"Problem {self.fail_on}"):
             raise RuntimeError("model exploded")
         self.seen.append(problem)
         return [Step(problem, answer="10")], []
@@ -197,6 +211,40 @@ def test_eval_resume_neither_repeats_nor_loses(tmp_path):
     assert [r["id"] for r in rows] == ["A", "B", "C", "D"]
     assert summary.n == 4 and summary.errors == 1 and summary.correct == 3
     assert rows[1]["error"].startswith("RuntimeError")
+
+
+def test_results_finished_together_are_yielded_in_example_order():
+    from scale.optimizers.evaluate import _parallel
+
+    def run(k: str) -> str:
+        if k != "A":
+            time.sleep(0.05)
+        if k == "C":
+            raise KeyboardInterrupt
+        return k
+
+    got = []
+    with pytest.raises(KeyboardInterrupt):
+        for result in _parallel(run, list("ABC"), threads=3):
+            got.append(result)
+            time.sleep(0.3)  # B and C finish meanwhile: the next wait() returns both
+    assert got == ["A", "B"]  # B's result is not dropped by C's Ctrl-C
+
+
+def test_retry_errors_redoes_error_rows_and_the_new_row_supersedes(tmp_path):
+    out = tmp_path / "r.jsonl"
+    evaluate(Counting(), EXAMPLES, out=out, progress=False)
+    fixed = Counting(fail_on=None)
+    rows, summary = evaluate(fixed, EXAMPLES, out=out, resume=True, progress=False)
+    assert fixed.seen == [] and summary.errors == 1
+    rows, summary = evaluate(
+        fixed, EXAMPLES, out=out, resume=True, retry_errors=True, progress=False
+    )
+    assert [p[:9] for p in fixed.seen] == ["Problem B"]
+    assert [r["id"] for r in rows] == ["A", "B", "C", "D"] and rows[1]["predicted"] == "10"
+    assert summary.errors == 0 and summary.correct == 4
+    assert len(out.read_text().splitlines()) == 5
+    assert read_results(out)[1]["error"] is None
 
 
 def test_results_file_is_not_overwritten_without_resume(tmp_path):

@@ -251,6 +251,36 @@ def test_eval_survives_30_percent_faults(tmp_path):
     )
 
 
+@pytest.mark.parametrize("command", ["eval", "bench"])
+def test_retry_errors_redoes_only_the_error_rows(tmp_path, command):
+    n, out = 12, tmp_path / "out"
+    args = [command, "--dataset", "gsm8k", "--n", str(n), "--retries", "0", "--quiet"]
+    args += ["--no-mlflow"]
+    if command == "eval":
+        args += ["--method", "cot", "--out", str(out / "cot.jsonl"), "--json"]
+    else:
+        args += ["--methods", "cot", "--out", str(out)]
+    with FakeServer(faults=FaultPlan({"http500": 0.4}, seed=3)) as server:
+        assert scale_cli([*args, *fake_model(server)], tmp_path).returncode == 0
+    failed = {r["id"] for r in lines(out / "cot.jsonl") if r["error"]}
+    assert 0 < len(failed) < n
+    resume = ["--resume"] if command == "eval" else []
+    with FakeServer() as server:
+        proc = scale_cli([*args, *resume, *fake_model(server)], tmp_path)
+        assert proc.returncode == 0 and server.counts["requests"] == 0  # errors kept as they are
+        proc = scale_cli([*args, *resume, "--retry-errors", *fake_model(server)], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = lines(out / "cot.jsonl")
+    assert len(rows) == n + len(failed)  # the error rows stay in the file, superseded
+    assert {r["id"] for r in rows[n:]} == failed and not any(r["error"] for r in rows[n:])
+    assert not any(r["error"] for r in read_results(out / "cot.jsonl"))
+    if command == "bench":
+        summary = json.loads((out / "report.json").read_text())["methods"]["cot"]["summary"]
+    else:
+        summary = json.loads(proc.stdout)
+    assert summary["n"] == n and summary["errors"] == 0
+
+
 def test_compile_records_failed_trials_and_goes_on(tmp_path):
     plan = FaultPlan.uniform(0.3, seed=2)
     out = tmp_path / "tuned.json"
