@@ -165,6 +165,26 @@ def _program_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+_MODEL_OPTIONS = (
+    "model",
+    "system1_model",
+    "system2_model",
+    "system1_max_tokens",
+    "system2_max_tokens",
+    "system2_samples",
+    "vote_samples",
+    "api_base",
+    "api_key",
+    "timeout",
+    "retries",
+)
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options, as ``build_program`` keywords."""
+    return {name: getattr(args, name) for name in _MODEL_OPTIONS}
+
+
 def program_from_args(args: argparse.Namespace):
     """Build the method the options describe."""
     from scale.programs import build_program
@@ -172,17 +192,7 @@ def program_from_args(args: argparse.Namespace):
     return build_program(
         args.method,
         preset=args.preset,
-        model=args.model,
-        system1_model=args.system1_model,
-        system2_model=args.system2_model,
-        system1_max_tokens=args.system1_max_tokens,
-        system2_max_tokens=args.system2_max_tokens,
-        system2_samples=args.system2_samples,
-        vote_samples=args.vote_samples,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        timeout=args.timeout,
-        retries=args.retries,
+        **_model_kwargs(args),
         program_path=args.program,
         estimator=args.estimator,
         mode=args.route,
@@ -725,17 +735,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def build(name: str):
         return build_program(
             **BENCH_METHODS[name],
-            model=args.model,
-            system1_model=args.system1_model,
-            system2_model=args.system2_model,
-            system1_max_tokens=args.system1_max_tokens,
-            system2_max_tokens=args.system2_max_tokens,
-            system2_samples=args.system2_samples,
-            vote_samples=args.vote_samples,
-            api_base=args.api_base,
-            api_key=args.api_key,
-            timeout=args.timeout,
-            retries=args.retries,
+            **_model_kwargs(args),
             program_path=args.program if name == "tuned" else None,
         )
 
