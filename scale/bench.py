@@ -14,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from scale.optimizers.evaluate import Summary, bootstrap_ci, evaluate
+from scale.optimizers.evaluate import Summary, bootstrap_ci, evaluate, summarize
 from scale.plots import tradeoff_plot
 from scale.programs.io import atomic_write_text
 from scale.programs.route import ESTIMATORS
@@ -98,7 +98,7 @@ def _provenance(report: dict[str, Any]) -> list[str]:
 
 def _markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Benchmark: {report['dataset']} (n={report['n']})",
+        f"# Benchmark: {report['dataset']} ({_size(report)})",
         "",
         *_provenance(report),
         "",
@@ -141,35 +141,81 @@ def run_bench(
     dataset: str,
     models: str,
     checksums: Mapping[str, str | None] | None = None,
+    round_size: int | None = None,
     threads: int = 1,
     retry_errors: bool = False,
     tracker: Tracker | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate each method on ``examples`` (results in ``out_dir/METHOD.jsonl``, resumed
-    if present, error rows redone when ``retry_errors``) and write ``report.json``,
-    ``report.md`` and ``tradeoff.png``; ``checksums`` maps each model to the sha256 of its
-    weights, when known."""
+    """Evaluate each method on ``examples`` in rounds of ``round_size`` problems (one round
+    when None): each round runs every method on the next problems, then rewrites
+    ``report.json``, ``report.md`` and ``tradeoff.png`` for all problems done so far, so a
+    long run always has a paired report. Results go to ``out_dir/METHOD.jsonl`` (resumed
+    if present, error rows redone when ``retry_errors``); ``checksums`` maps each model to
+    the sha256 of its weights, when known. Returns the last report."""
+    if not examples:
+        raise ValueError("no examples to benchmark")
     out_dir = Path(out_dir)
-    results: dict[str, tuple[list[dict[str, Any]], Summary]] = {}
-    for name in methods:
-        rows, summary = evaluate(
-            build(name),
+    size = round_size or len(examples)
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in methods}
+    wall = dict.fromkeys(methods, 0.0)
+    report: dict[str, Any] = {}
+    for start in range(0, len(examples), size):
+        chunk = examples[start : start + size]
+        done = start + len(chunk)
+        for name in methods:
+            chunk_rows, summary = evaluate(
+                build(name),
+                chunk,
+                threads=threads,
+                out=out_dir / f"{name}.jsonl",
+                resume=True,
+                retry_errors=retry_errors,
+                progress=progress,
+                desc=f"{name}, problems {start + 1}-{done} of {len(examples)}",
+            )
+            rows[name] += chunk_rows
+            wall[name] += summary.wall_s
+        results = {name: (rows[name], summarize(rows[name], wall[name])) for name in methods}
+        report = _write_report(
+            results,
             examples,
-            threads=threads,
-            out=out_dir / f"{name}.jsonl",
-            resume=True,
-            retry_errors=retry_errors,
-            progress=progress,
-            desc=name,
+            out_dir,
+            done=done,
+            dataset=dataset,
+            models=models,
+            checksums=checksums,
         )
-        results[name] = (rows, summary)
         if tracker is not None:
-            tracker.metrics({f"{name}.{k}": v for k, v in summary.to_dict().items()})
-            tracker.artifact(out_dir / f"{name}.jsonl")
+            for name, (_, summary) in results.items():
+                tracker.metrics({f"{name}.{k}": v for k, v in summary.to_dict().items()}, step=done)
+            for name in [
+                *(f"{m}.jsonl" for m in methods),
+                "report.json",
+                "report.md",
+                "tradeoff.png",
+            ]:
+                tracker.artifact(out_dir / name)
+    return report
+
+
+def _write_report(
+    results: dict[str, tuple[list[dict[str, Any]], Summary]],
+    examples: list[dspy.Example],
+    out_dir: Path,
+    *,
+    done: int,
+    dataset: str,
+    models: str,
+    checksums: Mapping[str, str | None] | None,
+) -> dict[str, Any]:
+    """Write the report of ``results``: every method on the first ``done`` of ``examples``.
+    ``ids`` lists all of them, so ``--exclude report.json`` keeps a tuning split off
+    problems the benchmark has yet to run."""
     report: dict[str, Any] = {
         "dataset": dataset,
-        "n": len(examples),
+        "n": done,
+        "planned": len(examples),
         "models": models,
         "model_sha256": dict(checksums or {}),
         "ids": [e.id for e in examples],
@@ -190,12 +236,15 @@ def run_bench(
     tradeoff_plot(
         points,
         out_dir / "tradeoff.png",
-        title=f"{dataset}, n={len(examples)}: accuracy vs tokens per problem",
+        title=f"{dataset}, {_size(report)}: accuracy vs tokens per problem",
     )
-    if tracker is not None:
-        for name in ("report.json", "report.md", "tradeoff.png"):
-            tracker.artifact(out_dir / name)
     return report
+
+
+def _size(report: dict[str, Any]) -> str:
+    """``n=20``, or ``n=8 of 20 planned`` for an interim report."""
+    planned = report.get("planned", report["n"])
+    return f"n={report['n']}" + (f" of {planned} planned" if planned != report["n"] else "")
 
 
 def estimator_report(

@@ -748,6 +748,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             models=_models(args),
             checksums=_checksums(args),
+            round_size=args.round_size,
             threads=args.threads,
             retry_errors=args.retry_errors,
             tracker=tracker,
@@ -957,9 +958,10 @@ def build_parser() -> Parser:
     p = sub.add_parser(
         "bench",
         help="all methods on the same examples: accuracy and cost",
-        description="Run each method on the same examples with the same "
-        "model(s); results per method are resumable JSONL files in "
-        "--out, plus report.md, report.json and tradeoff.png.",
+        description="Run each method on the same examples with the same model(s), in rounds "
+        "of --round-size problems. Results per method are resumable JSONL files in --out; "
+        "report.md, report.json and tradeoff.png are rewritten after every round for the "
+        "problems every method has done.",
     )
     _data_options(p, n_default=20)
     _model_options(p)
@@ -982,6 +984,15 @@ def build_parser() -> Parser:
     )
     p.add_argument(
         "--threads", type=_positive, default=1, help="examples in parallel (default: %(default)s)"
+    )
+    p.add_argument(
+        "--round-size",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help="problems per round: each round runs every method on the next N problems, then "
+        "rewrites the report for all problems done so far, so a run stopped after hours still "
+        "has a paired report (default: %(default)s)",
     )
     p.add_argument("--out", required=True, help="results folder, e.g. bench/results/NAME")
     _retry_errors_option(p)

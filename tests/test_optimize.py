@@ -392,6 +392,50 @@ def test_cli_compile_nested_trials_artifact_and_tuned_solve(
     assert out["answer"] == "10"
 
 
+def test_bench_runs_round_by_round_and_reports_after_each_round(tmp_path):
+    from scale.bench import run_bench
+
+    log: list[tuple[str, str]] = []
+    interim: list[str | None] = []
+
+    class Logged(Counting):
+        def __init__(self, name: str):
+            super().__init__(fail_on=None if name == "cot" else "B")
+            self.name = name
+
+        def solve(self, problem: str) -> tuple[list[Step], list[str]]:
+            log.append((self.name, problem[8]))
+            return super().solve(problem)
+
+    def build(name: str) -> Logged:
+        md = tmp_path / "report.md"
+        interim.append(md.read_text().splitlines()[0] if md.exists() else None)
+        return Logged(name)
+
+    report = run_bench(
+        EXAMPLES,
+        ["cot", "other"],
+        build,
+        tmp_path,
+        dataset="dev",
+        models="m",
+        round_size=3,
+        progress=False,
+    )
+    assert log == [
+        *[("cot", k) for k in "ABC"],
+        *[("other", k) for k in "ABC"],
+        ("cot", "D"),
+        ("other", "D"),
+    ]
+    assert interim == [None, None, *["# Benchmark: dev (n=3 of 4 planned)"] * 2]
+    assert (tmp_path / "report.md").read_text().startswith("# Benchmark: dev (n=4)\n")
+    assert report["n"] == report["planned"] == 4 and report["ids"] == list("ABCD")
+    other = report["methods"]["other"]
+    assert other["summary"]["n"] == 4 and other["summary"]["errors"] == 1
+    assert other["vs_cot"]["n"] == 4 and other["vs_cot"]["accuracy_diff"] == -0.25
+
+
 def test_cli_tuned_program_is_benchmarked_only_on_examples_it_never_saw(
     world, dataset, tmp_path, capsys
 ):
