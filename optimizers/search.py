@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import product
 from typing import Any
 
 import dspy
@@ -139,20 +140,14 @@ def _distinct_grid(
     decomposes (no gate) and every threshold below 1 routes alike (0)."""
     grid: list[tuple[str, float | None, float]] = []
     seen: set[tuple] = set()
-    for estimator in estimators:
-        for gate in gates:
-            for value in values:
-                if estimator == NO_ESTIMATE:
-                    gate = None if gate is None or gate < 1 else gate
-                    value = 0.0 if mode == "threshold" and value < 1 else value
-                key = (
-                    ("undecomposed",)
-                    if gate is not None and gate >= 1
-                    else (estimator, gate, value)
-                )
-                if key not in seen:
-                    seen.add(key)
-                    grid.append((estimator, gate, value))
+    for estimator, gate, value in product(estimators, gates, values):
+        if estimator == NO_ESTIMATE:
+            gate = None if gate is None or gate < 1 else gate
+            value = 0.0 if mode == "threshold" and value < 1 else value
+        key = ("undecomposed",) if gate is not None and gate >= 1 else (estimator, gate, value)
+        if key not in seen:
+            seen.add(key)
+            grid.append((estimator, gate, value))
     return grid
 
 
