@@ -188,17 +188,21 @@ def _parallel(
         index: dict[Future, int] = {}
         queue = enumerate(examples)
         pending: set[Future] = set()
-        try:
-            for i, example in islice(queue, threads * 2):
-                pending.add(future := pool.submit(function, example))
+
+        def submit(count: int) -> None:
+            for i, example in islice(queue, count):
+                future = pool.submit(function, example)
                 index[future] = i
+                pending.add(future)
+
+        try:
+            submit(threads * 2)
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=index.__getitem__):
+                finished = wait(pending, return_when=FIRST_COMPLETED).done
+                pending -= finished
+                for future in sorted(finished, key=index.pop):
                     yield future.result()
-                    for i, example in islice(queue, 1):
-                        pending.add(nxt := pool.submit(function, example))
-                        index[nxt] = i
+                    submit(1)
         except BaseException:
             for future in pending:
                 future.cancel()
@@ -228,7 +232,8 @@ def evaluate(
         if not (retry_errors and r.get("error"))
     }
     todo = [e for e in examples if str(e.id) not in done]
-    rows = {k: v for k, v in done.items() if k in {str(e.id) for e in examples}}
+    wanted = {str(e.id) for e in examples}
+    rows = {k: v for k, v in done.items() if k in wanted}
     started = time.perf_counter()
     bar = tqdm(
         total=len(examples), initial=len(rows), desc=desc, disable=not progress, unit="problem"
