@@ -40,7 +40,8 @@ class SCALEOptimizer(Teleprompter):
     """Compile a SCALE program on a dev set.
 
     1. Prompts and demos of the stage predictors, with ``prompt_optimizer``:
-       ``bootstrap`` (BootstrapFewShot), ``mipro`` (MIPROv2), ``gepa`` (GEPA) or ``none``.
+       ``bootstrap`` (BootstrapFewShot; a second pass on a never-decomposing copy gives the
+       problem-level solver demos), ``mipro`` (MIPROv2), ``gepa`` (GEPA) or ``none``.
     2. Optionally (``tune_scorer``) the difficulty scorer: demos labelled by outcome (a step
        is hard when System 1 got it wrong or was unstable), with AUROC before/after.
     3. Routing: every combination of ``estimators`` x ``decompose_thresholds`` x
@@ -136,13 +137,12 @@ class SCALEOptimizer(Teleprompter):
         if self.prompt_optimizer == "none":
             return program
         if self.prompt_optimizer == "bootstrap":
-            optimizer = dspy.BootstrapFewShot(
-                metric=correctness,
-                max_bootstrapped_demos=self.max_demos,
-                max_labeled_demos=0,
-                max_rounds=1,
-            )
-            tuned = optimizer.compile(program, trainset=trainset, teacher=teacher)
+            tuned = self._bootstrap(program, trainset, teacher)
+            # the problem-level solver runs only when the gate declines to decompose, so the
+            # pass above never traces it: bootstrap it on its own, as a never-decomposing copy
+            whole_only = program.deepcopy()
+            whole_only.routing.decompose_threshold = 1.0
+            tuned.whole = self._bootstrap(whole_only, trainset, None).whole
         elif self.prompt_optimizer == "mipro":
             optimizer = dspy.MIPROv2(
                 metric=correctness,
@@ -166,3 +166,14 @@ class SCALEOptimizer(Teleprompter):
             tuned = optimizer.compile(program, trainset=trainset, valset=valset)
         tuned._compiled = False  # routing search and scorer tuning still run on it
         return tuned
+
+    def _bootstrap(
+        self, program: SCALE, trainset: list[dspy.Example], teacher: dspy.Module | None
+    ) -> SCALE:
+        optimizer = dspy.BootstrapFewShot(
+            metric=correctness,
+            max_bootstrapped_demos=self.max_demos,
+            max_labeled_demos=0,
+            max_rounds=1,
+        )
+        return optimizer.compile(program, trainset=trainset, teacher=teacher)

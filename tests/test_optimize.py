@@ -123,6 +123,7 @@ def test_optimizer_saves_the_best_threshold(world, tmp_path):
 def test_bootstrap_changes_the_saved_demos(world, tmp_path):
     from scale.programs import save_program
 
+    world.rules.append((r"Solve the math problem", chat(reasoning="5 + 5", answer="10")))
     student = program()
     before = json.dumps(student.dump_state()["decomposer.decompose"]["demos"])
     optimizer = SCALEOptimizer(
@@ -137,7 +138,11 @@ def test_bootstrap_changes_the_saved_demos(world, tmp_path):
     after = json.dumps(saved["decomposer.decompose"]["demos"])
     assert before == "[]" and after != before
     assert "first quantity" in after
+    # the problem-level solver, which the decomposing pass never calls, gets demos too
+    whole = saved["whole.predict.predict"]["demos"]
+    assert len(whole) == 1 and whole[0]["answer"] == "10" and "Problem" in whole[0]["problem"]
     assert student.decomposer.decompose.demos == []  # compile does not touch the student
+    assert student.whole.predict.predict.demos == []
 
 
 def test_cost_aware_objective_prefers_the_cheaper_of_equal_accuracy():
