@@ -121,7 +121,9 @@ def bootstrap_ci(values: list[float], *, resamples: int = 2000, seed: int = 0) -
 
 @dataclass
 class Summary:
-    """Aggregate results of one evaluation."""
+    """Aggregate results of one evaluation. ``lm_seconds_share`` is the share of wall time
+    spent inside model calls, over the rows that made at least one uncached call (None when
+    every call came from the cache)."""
 
     accuracy: float
     ci95: list[float]
@@ -135,7 +137,7 @@ class Summary:
     lm_calls_per_problem: float
     system2_fraction: float
     wall_s: float
-    lm_seconds_share: float
+    lm_seconds_share: float | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,8 +160,14 @@ def summarize(rows: list[dict[str, Any]], wall_s: float) -> Summary:
         }
 
     steps = [s for r in rows for s in r.get("steps") or []]
-    lm_seconds = sum(u.get("lm_seconds", 0.0) for u in usages)
-    busy = sum(r.get("seconds", 0.0) for r in rows)
+    # Rows answered wholly from DSPy's cache spent no model time; they would show the
+    # framework's own time as most of the wall time, so they are left out of the share.
+    timed = [
+        (u.get("lm_seconds", 0.0), r.get("seconds", 0.0))
+        for r, u in zip(rows, usages, strict=True)
+        if u.get("lm_calls", 0) > u.get("cached_calls", 0)
+    ]
+    busy = sum(seconds for _, seconds in timed)
     return Summary(
         accuracy=round(sum(correct) / n, 4) if n else 0.0,
         ci95=bootstrap_ci(correct),
@@ -175,7 +183,7 @@ def summarize(rows: list[dict[str, Any]], wall_s: float) -> Summary:
         if steps
         else 0.0,
         wall_s=round(wall_s, 2),
-        lm_seconds_share=round(lm_seconds / busy, 4) if busy else 0.0,
+        lm_seconds_share=round(sum(lm for lm, _ in timed) / busy, 4) if busy else None,
     )
 
 

@@ -110,6 +110,8 @@ def _markdown(report: dict[str, Any]) -> str:
     for name, m in report["methods"].items():
         s = m["summary"]
         vs = m.get("vs_cot") or {}
+        share = s["lm_seconds_share"]
+        outside = "-" if share is None else f"{1 - share:.3f}"
         diff = (
             f"{vs['accuracy_diff']:+.3f} ({vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f})"
             if vs.get("n")
@@ -120,7 +122,7 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{s['tokens_per_problem']:.0f} | {s['generated_tokens_per_problem']:.0f} | "
             f"{s['lm_calls_per_problem']:.1f} | "
             f"{s['system2_fraction']:.2f} | {m['seconds_per_problem']:.1f} | "
-            f"{1 - s['lm_seconds_share']:.3f} | {diff} | {vs.get('token_ratio') or '-'} |"
+            f"{outside} | {diff} | {vs.get('token_ratio') or '-'} |"
         )
     lines += ["", "Tokens per problem by stage, and by system:", ""]
     for name, m in report["methods"].items():

@@ -487,9 +487,10 @@ def _summary_lines(summary: Any) -> list[str]:
             "tokens/problem by system: "
             + ", ".join(f"S{k} {v:.0f}" for k, v in d["tokens_by_system"].items())
         )
+    share = d["lm_seconds_share"]
     lines.append(
         f"wall time {d['wall_s']:.1f}s; share of time inside model calls "
-        f"{d['lm_seconds_share']:.3f}"
+        + ("- (every call from the cache)" if share is None else f"{share:.3f}")
     )
     return lines
 

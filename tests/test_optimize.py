@@ -252,6 +252,19 @@ def test_retry_errors_redoes_error_rows_and_the_new_row_supersedes(tmp_path):
     assert read_results(out)[1]["error"] is None
 
 
+def test_time_share_in_model_calls_leaves_out_rows_served_wholly_from_cache():
+    from scale.optimizers.evaluate import summarize
+
+    def row(lm_seconds: float, seconds: float, calls: int, cached: int) -> dict:
+        usage = {"lm_calls": calls, "cached_calls": cached, "lm_seconds": lm_seconds}
+        return {"correct": True, "usage": usage, "seconds": seconds}
+
+    fresh, partly_cached = row(9.0, 10.0, 2, 0), row(3.0, 5.0, 2, 1)
+    all_cached = row(0.001, 1.0, 2, 2)
+    assert summarize([fresh, partly_cached, all_cached], 16.0).lm_seconds_share == 0.8
+    assert summarize([all_cached], 1.0).lm_seconds_share is None
+
+
 def test_results_file_is_not_overwritten_without_resume(tmp_path):
     from scale.optimizers.evaluate import ResultsFileError
 
