@@ -140,9 +140,10 @@ class SCALEOptimizer(Teleprompter):
             tuned = self._bootstrap(program, trainset, teacher)
             # the problem-level solver runs only when the gate declines to decompose, so the
             # pass above never traces it: bootstrap it on its own, as a never-decomposing copy
-            whole_only = program.deepcopy()
-            whole_only.routing.decompose_threshold = 1.0
-            tuned.whole = self._bootstrap(whole_only, trainset, None).whole
+            whole_teacher = _never_decomposing(teacher) if isinstance(teacher, SCALE) else teacher
+            tuned.whole = self._bootstrap(
+                _never_decomposing(program), trainset, whole_teacher
+            ).whole
         elif self.prompt_optimizer == "mipro":
             optimizer = dspy.MIPROv2(
                 metric=correctness,
@@ -177,3 +178,10 @@ class SCALEOptimizer(Teleprompter):
             max_rounds=1,
         )
         return optimizer.compile(program, trainset=trainset, teacher=teacher)
+
+
+def _never_decomposing(program: SCALE) -> SCALE:
+    """A copy of ``program`` whose gate always solves the problem in one step."""
+    copy = program.deepcopy()
+    copy.routing.decompose_threshold = 1.0
+    return copy

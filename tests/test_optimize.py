@@ -145,6 +145,24 @@ def test_bootstrap_changes_the_saved_demos(world, tmp_path):
     assert student.whole.predict.predict.demos == []
 
 
+def test_bootstrap_takes_every_demo_from_the_teacher(world):
+    world.rules.append((r"MODEL=\S*teacher.*Solve the math", chat(reasoning="T", answer="10")))
+    world.rules.append((r"Solve the math problem", chat(reasoning="student", answer="10")))
+    teacher = SCALE(system1("scripted/teacher"), system2("scripted/teacher"))
+    optimizer = SCALEOptimizer(
+        prompt_optimizer="bootstrap",
+        estimators=("self",),
+        thresholds=(0.4,),
+        max_demos=1,
+        progress=False,
+    )
+    tuned = optimizer.compile(
+        program(), trainset=EXAMPLES[:2], valset=EXAMPLES[2:], teacher=teacher
+    )
+    assert [d.reasoning for d in tuned.whole.predict.predict.demos] == ["T"]
+    assert teacher.routing.decompose_threshold != 1.0  # the teacher itself is not changed
+
+
 def test_cost_aware_objective_prefers_the_cheaper_of_equal_accuracy():
     cheap = Trial("self", None, "threshold", 0.4, accuracy=0.8, tokens_per_problem=100)
     dear = Trial("self", None, "threshold", 0.1, accuracy=0.8, tokens_per_problem=300)
