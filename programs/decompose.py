@@ -44,7 +44,7 @@ class Decomposer(dspy.Module):
 
     def forward(self, problem: str) -> dspy.Prediction:
         notes: list[str] = []
-        with dspy.context(lm=self.profile.lm):
+        with self.profile.context():
             candidates = [self._candidate(problem, i, notes) for i in range(self.k)]
             usable = [c for c in candidates if c]
             if not usable:

@@ -133,7 +133,7 @@ class SelfEstimator(dspy.Module):
                 for i, s in enumerate(steps)
             ]
         try:
-            with dspy.context(lm=self.profile.lm), label("assess"):
+            with self.profile.context(), label("assess"):
                 pred = self.assess_all(
                     problem=problem, subproblems=subproblems, config=self._config(logprobs)
                 )
@@ -153,7 +153,7 @@ class SelfEstimator(dspy.Module):
     ) -> Rating:
         """Rating of one step (also used for the whole problem by the decomposition gate)."""
         try:
-            with dspy.context(lm=self.profile.lm), label("assess", None, step):
+            with self.profile.context(), label("assess", None, step):
                 pred = self.assess(
                     problem=problem,
                     earlier_steps=earlier,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import dspy
+
+from scale.adapter import ChatAdapter
 from scale.lm import DEFAULT_MODEL, AccountedLM, check_model, make_lm
 
 
@@ -53,6 +57,11 @@ class SystemProfile:
                 **extra,
             )
         return self._lm
+
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        """A ``dspy.context`` calling this profile's LM through ``scale.adapter.ChatAdapter``
+        (unless the caller configured an adapter of their own)."""
+        return dspy.context(lm=self.lm, adapter=dspy.settings.adapter or ChatAdapter())
 
     def describe(self) -> dict[str, Any]:
         """The profile as plain data (for logs and saved programs)."""

@@ -11,6 +11,8 @@ from scale.signatures.solve import REASONING_DESC
 from scale.lm import label
 from scale.verify import extract_answer, is_equivalent
 
+_MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an answer
+
 
 def majority(answers: list[str]) -> tuple[str, float]:
     """The most common answer, clustering by math equivalence, and its share of ``answers``.
@@ -27,6 +29,15 @@ def majority(answers: list[str]) -> tuple[str, float]:
     ranked = sorted(clusters, key=lambda c: (bool(c[0].strip()), len(c)), reverse=True)
     best = ranked[0] if ranked else [""]
     return best[0], len(best) / max(len(answers), 1)
+
+
+def _answer_in_unparsed(raw: str) -> str:
+    """The answer in a reply DSPy could not parse: a ``\\boxed{}`` or 'answer:' marker, else
+    the whole reply if it is one short line; else "" (a reply cut in mid-reasoning carries
+    no answer, and passing it on as one would put it into every later step's prompt)."""
+    raw = raw.strip()
+    bare = "\n" not in raw and len(raw) <= _MAX_BARE_ANSWER
+    return extract_answer(raw, marked_only=not bare)
 
 
 class Solver(dspy.Module):
@@ -81,12 +92,14 @@ class Solver(dspy.Module):
         self, stage: str, step: int | None, config: dict, notes: list[str] | None, **inputs: str
     ) -> str:
         try:
-            with dspy.context(lm=self.profile.lm), label(stage, self.system, step):
+            with self.profile.context(), label(stage, self.system, step):
                 pred = self.predict(**inputs, config=config)
-        except AdapterParseError as exc:  # after DSPy's own JSON retry: use the raw text
+        except AdapterParseError as exc:
+            answer = _answer_in_unparsed(str(exc.lm_response or ""))
             if notes is not None:
-                notes.append("unparseable answer: extracted from the raw output")
-            return extract_answer(str(exc.lm_response or ""))
+                found = "extracted from" if answer else "none found in"
+                notes.append(f"unparseable answer: {found} the raw output")
+            return answer
         # a reasoning model's own \boxed{} answer wins over a restated answer field
         reasoning = str(getattr(pred, "reasoning", "") or "")
         return extract_answer(reasoning if "\\boxed" in reasoning else str(pred.answer or ""))

@@ -21,6 +21,7 @@ import dspy
 import litellm
 
 from scale import local
+from scale.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
 
@@ -178,11 +179,12 @@ class AccountedLM(dspy.LM):
 
     def update_history(self, entry: dict[str, Any]) -> None:
         super().update_history(entry)
+        response = entry.get("response")
+        record_finish(response)
         ledger = _ledger.get()
         if ledger is None:
             return
         prompt, completion = _usage_numbers(entry.get("usage"))
-        response = entry.get("response")
         hidden = getattr(response, "_hidden_params", None) or {}
         cached = "cached_usage" in hidden
         if cached:

@@ -93,11 +93,11 @@ def _strip_wrappers(answer: str) -> str:
     return answer
 
 
-def extract_answer(text: str) -> str:
+def extract_answer(text: str, *, marked_only: bool = False) -> str:
     """The final answer in model output: content of the LAST complete ``\\boxed{...}``
     (brace-balanced, also ``\\fbox``), else the text after the last 'answer is'/'answer:'
-    marker (first line and sentence only), else the whole text; math delimiters and a
-    trailing period are removed. Never raises."""
+    marker (first line and sentence only), else the whole text (or "" if ``marked_only``);
+    math delimiters and a trailing period are removed. Never raises."""
     text = text if isinstance(text, str) else str(text)
     boxed = _last_boxed(text)
     if boxed is not None:
@@ -106,6 +106,8 @@ def extract_answer(text: str) -> str:
     if markers:
         tail = text[markers[-1].end() :].strip()
         text = _SENTENCE_END.split(tail.splitlines()[0] if tail else "", maxsplit=1)[0]
+    elif marked_only:
+        return ""
     return _strip_wrappers(text)
 
 

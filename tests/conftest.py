@@ -69,7 +69,7 @@ class ScriptedLM(CustomLLM):
             raise AssertionError(f"no scripted reply for prompt:\n{prompt[-600:]}")
         choice: dict[str, Any] = {
             "index": 0,
-            "finish_reason": "stop",
+            "finish_reason": getattr(text, "finish_reason", "stop"),
             "message": {"role": "assistant", "content": text},
         }
         if isinstance(text, ScriptedText) and text.logprobs is not None:
@@ -90,14 +90,22 @@ class ScriptedLM(CustomLLM):
 
 
 class ScriptedText(str):
-    """A reply string that also carries token logprobs."""
+    """A reply string that also carries token logprobs or a finish reason."""
 
     logprobs: list[dict] | None = None
+    finish_reason: str = "stop"
 
     @classmethod
     def with_logprobs(cls, text: str, logprobs: list[dict]) -> ScriptedText:
         out = cls(text)
         out.logprobs = logprobs
+        return out
+
+    @classmethod
+    def cut(cls, text: str) -> ScriptedText:
+        """A reply that ran into max_tokens."""
+        out = cls(text)
+        out.finish_reason = "length"
         return out
 
 

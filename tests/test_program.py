@@ -300,6 +300,51 @@ def test_unparseable_decomposition_becomes_one_step(scripted):
     assert pred.usage["by_stage"]["decompose"]["lm_calls"] == 2  # ChatAdapter + JSON retry
 
 
+def test_a_numbered_decomposition_with_latex_is_read_as_steps(scripted):
+    listing = (
+        "1. Find the matrix $\\mathbf{A}$.\n2. Find $\\mathbf{A} \\begin{pmatrix} 1 \\end{pmatrix}$"
+    )
+    scripted.rules.insert(0, (DECOMPOSE, chat(subproblems=listing)))
+    pred = make(scripted, difficulties=(0.2, 0.2))(problem=PROBLEM)
+    assert [s.subproblem for s in pred.steps] == ["Find the matrix $\\mathbf{A}$.", PROBLEM]
+    assert pred.usage["by_stage"]["decompose"]["lm_calls"] == 1  # read, not asked again
+
+
+LOOP = "[[ ## reasoning ## ]]\n" + "Let x be the price.\n" * 50
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer", "note"),
+    [
+        (ScriptedText.cut(LOOP), "", "none found"),
+        (ScriptedText.cut(LOOP + "So the total is \\boxed{12}. Check"), "12", "extracted"),
+    ],
+)
+def test_a_reply_cut_at_max_tokens_is_read_not_asked_again(scripted, reply, answer, note):
+    scripted.rules.append((WHOLE, reply))
+    pred = CoT(system2("scripted/s2"))(problem=PROBLEM)
+    assert pred.answer == answer and pred.usage["lm_calls"] == 1  # no JSON re-ask
+    assert any(note in n for n in pred.steps[0].notes)
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [("12", "12"), ("The pens.\n" + "More words about pens. " * 10, "")],
+)
+def test_an_unparseable_reply_is_asked_again_as_json_then_read(scripted, reply, answer):
+    scripted.rules.append((WHOLE, reply))
+    pred = CoT(system2("scripted/s2"))(problem=PROBLEM)
+    assert pred.answer == answer and pred.usage["lm_calls"] == 2  # ChatAdapter + JSON retry
+
+
+def test_a_step_without_an_answer_passes_no_text_to_later_steps(scripted):
+    scripted.rules.insert(0, (S1 + ".*" + STEP, ScriptedText.cut(LOOP)))
+    pred = make(scripted, difficulties=(0.2, 0.2))(problem=PROBLEM)
+    assert [s.system for s in pred.steps] == [1, 2] and pred.steps[0].answer == ""
+    last_prompt = [p for p, _ in scripted.calls if "MODEL=" in p and "s2" in p.split()[0]][-1]
+    assert "Let x be the price" not in last_prompt and pred.answer == "12"
+
+
 @pytest.mark.parametrize(
     ("stated", "expected", "system"),
     [
