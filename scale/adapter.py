@@ -50,10 +50,10 @@ def parse_string_list(text: str) -> list[str] | None:
 class ChatAdapter(dspy.ChatAdapter):
     """DSPy's ChatAdapter with two changes. ``list[str]`` fields are read with
     ``parse_string_list`` first (DSPy's repair of non-JSON text keeps whatever follows the
-    first brace, and turns ``\\begin`` into a backspace). A reply cut at max_tokens is not asked for
-    again as JSON: the second reply is as long, is cut again, and doubles the cost of the
-    failure; the ``AdapterParseError`` carries the cut reply, whose ``\\boxed{}`` answer (if
-    any) the solvers still read."""
+    first brace, and turns ``\\begin`` into a backspace). A reply cut at max_tokens is not
+    asked for again as JSON: the second reply is as long, is cut again, and doubles the cost
+    of the failure; the ``AdapterParseError`` carries the cut reply, whose ``\\boxed{}``
+    answer (if any) the solvers still read."""
 
     def __call__(
         self,
