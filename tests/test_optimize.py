@@ -120,20 +120,24 @@ def test_optimizer_saves_the_best_threshold(world, tmp_path):
     assert saved["routing"]["threshold"] == 0.4
 
 
-def test_bootstrap_changes_the_saved_demos(world, tmp_path):
-    from scale.programs import save_program
-
-    world.rules.append((r"Solve the math problem", chat(reasoning="5 + 5", answer="10")))
-    student = program()
-    before = json.dumps(student.dump_state()["decomposer.decompose"]["demos"])
-    optimizer = SCALEOptimizer(
+def one_demo_bootstrap() -> SCALEOptimizer:
+    """BootstrapFewShot with one demo per predictor and a one-trial routing search."""
+    return SCALEOptimizer(
         prompt_optimizer="bootstrap",
         estimators=("self",),
         thresholds=(0.4,),
         max_demos=1,
         progress=False,
     )
-    tuned = optimizer.compile(student, trainset=EXAMPLES[:2], valset=EXAMPLES[2:])
+
+
+def test_bootstrap_changes_the_saved_demos(world, tmp_path):
+    from scale.programs import save_program
+
+    world.rules.append((r"Solve the math problem", chat(reasoning="5 + 5", answer="10")))
+    student = program()
+    before = json.dumps(student.dump_state()["decomposer.decompose"]["demos"])
+    tuned = one_demo_bootstrap().compile(student, trainset=EXAMPLES[:2], valset=EXAMPLES[2:])
     saved = json.loads(save_program(tuned, tmp_path / "t.json").read_text())
     after = json.dumps(saved["decomposer.decompose"]["demos"])
     assert before == "[]" and after != before
@@ -149,14 +153,7 @@ def test_bootstrap_takes_every_demo_from_the_teacher(world):
     world.rules.append((r"MODEL=\S*teacher.*Solve the math", chat(reasoning="T", answer="10")))
     world.rules.append((r"Solve the math problem", chat(reasoning="student", answer="10")))
     teacher = SCALE(system1("scripted/teacher"), system2("scripted/teacher"))
-    optimizer = SCALEOptimizer(
-        prompt_optimizer="bootstrap",
-        estimators=("self",),
-        thresholds=(0.4,),
-        max_demos=1,
-        progress=False,
-    )
-    tuned = optimizer.compile(
+    tuned = one_demo_bootstrap().compile(
         program(), trainset=EXAMPLES[:2], valset=EXAMPLES[2:], teacher=teacher
     )
     assert [d.reasoning for d in tuned.whole.predict.predict.demos] == ["T"]
