@@ -23,7 +23,7 @@ class CoT(MathProgram):
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         started = time.perf_counter()
-        pred = self.solver(step=0, problem=problem)
+        pred = self.solver(step=0, final=True, problem=problem)
         step = Step(problem, None, 2, pred.answer, notes=pred.notes)
         return [finish_step(step, 0, started)], []
 
@@ -47,7 +47,9 @@ class Vote(MathProgram):
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         started = time.perf_counter()
-        answers = self.solver.sample(self.samples, self.temperature, step=0, problem=problem)
+        answers = self.solver.sample(
+            self.samples, self.temperature, step=0, final=True, problem=problem
+        )
         answer, share = majority(answers)
         step = Step(
             problem,

@@ -98,6 +98,7 @@ class SCALE(MathProgram):
                 solver = self.solver1 if system == 1 else self.solver2
                 pred = solver(
                     step=i,
+                    final=last,
                     problem=problem,
                     earlier_steps=format_steps(steps),
                     subproblem=subproblem,
@@ -118,7 +119,7 @@ class SCALE(MathProgram):
             if route_threshold([rating.difficulty], threshold) == [2]:
                 return None  # hard enough to decompose
         started = time.perf_counter()
-        pred = self.whole(step=0, problem=problem)
+        pred = self.whole(step=0, final=True, problem=problem)
         step = Step(
             problem,
             rating.difficulty,

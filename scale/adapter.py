@@ -3,18 +3,23 @@ what small models write, and cheaper when a reply runs into max_tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import dspy
 from dspy.adapters.chat_adapter import field_header_pattern
 from dspy.utils.exceptions import AdapterParseError
 
+from scale.verify import extract_answer
+
 _cut_at_max_tokens: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "cut_at_max_tokens", default=False
 )
+_final: contextvars.ContextVar[bool] = contextvars.ContextVar("final_answer", default=False)
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+(.*\S)\s*$")
 _ESCAPE = re.compile(r'\\\\|\\"|\\')  # JSON's escaped backslash or quote, or a lone one
 _BACKSLASH = re.compile(r'\\(?!")')
@@ -24,6 +29,17 @@ def record_finish(response: Any) -> None:
     """Note whether ``response`` (the last reply in this context) stopped at max_tokens."""
     choices = getattr(response, "choices", None) or []
     _cut_at_max_tokens.set(any(getattr(c, "finish_reason", None) == "length" for c in choices))
+
+
+@contextlib.contextmanager
+def final_answer(final: bool = True) -> Iterator[None]:
+    """Marks the calls inside as giving the problem's final answer (or not, ``final=False``):
+    a reply to them cut at max_tokens with no marked answer is asked for again as JSON."""
+    token = _final.set(final)
+    try:
+        yield
+    finally:
+        _final.reset(token)
 
 
 def parse_string_list(text: str) -> list[str] | None:
@@ -50,10 +66,12 @@ def parse_string_list(text: str) -> list[str] | None:
 class ChatAdapter(dspy.ChatAdapter):
     """DSPy's ChatAdapter with two changes. ``list[str]`` fields are read with
     ``parse_string_list`` first (DSPy's repair of non-JSON text keeps whatever follows the
-    first brace, and turns ``\\begin`` into a backspace). A reply cut at max_tokens is not
-    asked for again as JSON: the second reply is as long, is cut again, and doubles the cost
-    of the failure; the ``AdapterParseError`` carries the cut reply, whose ``\\boxed{}``
-    answer (if any) the solvers still read."""
+    first brace, and turns ``\\begin`` into a backspace). A reply cut at max_tokens is
+    asked for again as JSON only inside ``final_answer()`` and only if it holds no
+    ``\\boxed{}`` or 'answer:' marker: on the MATH benchmark such re-asks saved some final
+    answers, while on intermediate steps they mostly passed on one-token guesses
+    (bench/results/README.md). Otherwise the ``AdapterParseError`` carries the cut reply,
+    whose marked answer (if any) the solvers read."""
 
     def __call__(
         self,
@@ -66,8 +84,8 @@ class ChatAdapter(dspy.ChatAdapter):
         _cut_at_max_tokens.set(False)
         try:  # the base adapter's call, without dspy.ChatAdapter's unconditional re-ask
             return dspy.Adapter.__call__(self, lm, lm_kwargs, signature, demos, inputs)
-        except AdapterParseError:
-            if _cut_at_max_tokens.get() or not self.use_json_adapter_fallback:
+        except AdapterParseError as exc:
+            if not self.use_json_adapter_fallback or not _worth_asking_again(exc.lm_response):
                 raise
             return dspy.JSONAdapter()(lm, lm_kwargs, signature, demos, inputs)
 
@@ -85,6 +103,14 @@ class ChatAdapter(dspy.ChatAdapter):
                 text if name is None else f"[[ ## {name} ## ]]\n{text}" for name, text in sections
             )
         return super().parse(signature, completion)
+
+
+def _worth_asking_again(reply: Any) -> bool:
+    """Whether to ask again in JSON after an unparseable ``reply``: yes, unless it was cut at
+    max_tokens; a cut reply only if it gives the final answer and holds no marked answer."""
+    if not _cut_at_max_tokens.get():
+        return True
+    return _final.get() and not extract_answer(str(reply or ""), marked_only=True)
 
 
 def _sections(completion: str) -> list[tuple[str | None, str]]:

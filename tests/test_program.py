@@ -314,17 +314,31 @@ LOOP = "[[ ## reasoning ## ]]\n" + "Let x be the price.\n" * 50
 
 
 @pytest.mark.parametrize(
-    ("reply", "answer", "note"),
+    ("reply", "answer", "note", "calls"),
     [
-        (ScriptedText.cut(LOOP), "", "none found"),
-        (ScriptedText.cut(LOOP + "So the total is \\boxed{12}. Check"), "12", "extracted"),
+        (ScriptedText.cut(LOOP), "", "none found", 2),  # asked again in JSON, cut again
+        (ScriptedText.cut(LOOP + "So the total is \\boxed{12}. Check"), "12", "extracted", 1),
     ],
 )
-def test_a_reply_cut_at_max_tokens_is_read_not_asked_again(scripted, reply, answer, note):
+def test_a_cut_final_answer_is_asked_again_only_without_an_answer(
+    scripted, reply, answer, note, calls
+):
     scripted.rules.append((WHOLE, reply))
     pred = CoT(system2("scripted/s2"))(problem=PROBLEM)
-    assert pred.answer == answer and pred.usage["lm_calls"] == 1  # no JSON re-ask
+    assert pred.answer == answer and pred.usage["lm_calls"] == calls
     assert any(note in n for n in pred.steps[0].notes)
+
+
+def test_a_json_re_ask_after_a_cut_final_answer_gives_the_answer(scripted):
+    scripted.rules += [
+        (
+            "Outputs will be a JSON object.*" + WHOLE,
+            json.dumps({"reasoning": "3 * 4", "answer": "12"}),
+        ),
+        (WHOLE, ScriptedText.cut(LOOP)),
+    ]
+    pred = CoT(system2("scripted/s2"))(problem=PROBLEM)
+    assert pred.answer == "12" and pred.usage["lm_calls"] == 2 and not pred.steps[0].notes
 
 
 @pytest.mark.parametrize(
@@ -341,8 +355,15 @@ def test_a_step_without_an_answer_passes_no_text_to_later_steps(scripted):
     scripted.rules.insert(0, (S1 + ".*" + STEP, ScriptedText.cut(LOOP)))
     pred = make(scripted, difficulties=(0.2, 0.2))(problem=PROBLEM)
     assert [s.system for s in pred.steps] == [1, 2] and pred.steps[0].answer == ""
+    assert pred.steps[0].lm_calls == 1  # an intermediate step's cut reply is not asked again
     last_prompt = [p for p, _ in scripted.calls if "MODEL=" in p and "s2" in p.split()[0]][-1]
     assert "Let x be the price" not in last_prompt and pred.answer == "12"
+
+
+def test_only_the_last_step_is_asked_again_after_a_cut_reply(scripted):
+    scripted.rules.insert(0, (STEP, ScriptedText.cut(LOOP)))
+    pred = make(scripted, difficulties=(0.2, 0.2))(problem=PROBLEM)
+    assert [s.lm_calls for s in pred.steps] == [1, 2] and pred.answer == ""
 
 
 @pytest.mark.parametrize(
