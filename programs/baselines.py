@@ -10,6 +10,8 @@ from scale.programs.profiles import SystemProfile
 from scale.programs.records import Step
 from scale.programs.solve import majority, problem_solver
 
+from scale.adapter import final_answer
+
 
 class CoT(MathProgram):
     """One chain-of-thought call with the System 2 profile."""
@@ -23,7 +25,8 @@ class CoT(MathProgram):
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         started = time.perf_counter()
-        pred = self.solver(step=0, final=True, problem=problem)
+        with final_answer():
+            pred = self.solver(step=0, problem=problem)
         step = Step(problem, None, 2, pred.answer, notes=pred.notes)
         return [finish_step(step, 0, started)], []
 
@@ -47,9 +50,8 @@ class Vote(MathProgram):
 
     def solve(self, problem: str) -> tuple[list[Step], list[str]]:
         started = time.perf_counter()
-        answers = self.solver.sample(
-            self.samples, self.temperature, step=0, final=True, problem=problem
-        )
+        with final_answer():
+            answers = self.solver.sample(self.samples, self.temperature, step=0, problem=problem)
         answer, share = majority(answers)
         step = Step(
             problem,

@@ -13,6 +13,7 @@ from scale.programs.records import Rating, Step, format_steps
 from scale.programs.route import FORCED_LAST, NO_ESTIMATE, Routing, route_threshold
 from scale.programs.solve import problem_solver, step_solver
 
+from scale.adapter import final_answer
 from scale.lm import label
 
 
@@ -96,13 +97,13 @@ class SCALE(MathProgram):
                 step.notes.append("System 1 majority answer from the consistency samples kept")
             else:
                 solver = self.solver1 if system == 1 else self.solver2
-                pred = solver(
-                    step=i,
-                    final=last,
-                    problem=problem,
-                    earlier_steps=format_steps(steps),
-                    subproblem=subproblem,
-                )
+                with final_answer(last):
+                    pred = solver(
+                        step=i,
+                        problem=problem,
+                        earlier_steps=format_steps(steps),
+                        subproblem=subproblem,
+                    )
                 step.answer = pred.answer
                 step.notes.extend(pred.notes)
             steps.append(finish_step(step, i, started))
@@ -119,7 +120,8 @@ class SCALE(MathProgram):
             if route_threshold([rating.difficulty], threshold) == [2]:
                 return None  # hard enough to decompose
         started = time.perf_counter()
-        pred = self.whole(step=0, final=True, problem=problem)
+        with final_answer():
+            pred = self.whole(step=0, problem=problem)
         step = Step(
             problem,
             rating.difficulty,

@@ -8,7 +8,6 @@ from scale.programs.profiles import SystemProfile
 from scale.signatures import SolveProblem, SolveStep
 from scale.signatures.solve import REASONING_DESC
 
-from scale.adapter import final_answer
 from scale.lm import label
 from scale.verify import extract_answer, is_equivalent
 
@@ -64,20 +63,16 @@ class Solver(dspy.Module):
         step: int | None = None,
         stage: str = "solve",
         notes: list[str] | None = None,
-        final: bool = False,
         **inputs: str,
     ) -> list[str]:
-        """``n`` answers at ``temperature``, each a distinct (separately cached) rollout;
-        ``final``: each is the problem's final answer (``scale.adapter.final_answer``)."""
+        """``n`` answers at ``temperature``, each a distinct (separately cached) rollout."""
         config = {"temperature": temperature}
         return [
-            self._call(stage, step, config | {"rollout_id": i, "seed": i}, notes, final, **inputs)
+            self._call(stage, step, config | {"rollout_id": i, "seed": i}, notes, **inputs)
             for i in range(n)
         ]
 
-    def forward(
-        self, step: int | None = None, final: bool = False, **inputs: str
-    ) -> dspy.Prediction:
+    def forward(self, step: int | None = None, **inputs: str) -> dspy.Prediction:
         notes: list[str] = []
         if self.profile.samples > 1:
             answers = self.sample(
@@ -85,26 +80,19 @@ class Solver(dspy.Module):
                 self.profile.sample_temperature,
                 step=step,
                 notes=notes,
-                final=final,
                 **inputs,
             )
             answer, share = majority(answers)
             notes.append(f"self-consistency: {share:.2f} of {len(answers)} samples agree")
         else:
-            answer = self._call("solve", step, {}, notes, final, **inputs)
+            answer = self._call("solve", step, {}, notes, **inputs)
         return dspy.Prediction(answer=answer, notes=notes)
 
     def _call(
-        self,
-        stage: str,
-        step: int | None,
-        config: dict,
-        notes: list[str] | None,
-        final: bool,
-        **inputs: str,
+        self, stage: str, step: int | None, config: dict, notes: list[str] | None, **inputs: str
     ) -> str:
         try:
-            with self.profile.context(), final_answer(final), label(stage, self.system, step):
+            with self.profile.context(), label(stage, self.system, step):
                 pred = self.predict(**inputs, config=config)
         except AdapterParseError as exc:
             answer = _answer_in_unparsed(str(exc.lm_response or ""))
