@@ -1,14 +1,27 @@
-"""Metrics, evaluation, routing search and the ``SCALEOptimizer`` teleprompter."""
+"""Metrics, evaluation, results files, replays, routing search and ``SCALEOptimizer``."""
 
-from scale.optimizers.evaluate import Summary, evaluate, read_results, summarize
+from scale.optimizers.evaluate import Summary, evaluate, in_parallel, run_example, summarize
 from scale.optimizers.metrics import CostAware, correctness, feedback
 from scale.optimizers.optimizer import PROMPT_OPTIMIZERS, SCALEOptimizer, split_dev
-from scale.optimizers.scorer import auroc, collect_outcomes, estimator_quality, tune_scorer
-from scale.optimizers.search import Trial, best_trial, pareto_front, search_routing
+from scale.optimizers.outcomes import (
+    Outcome,
+    auroc,
+    collect_outcomes,
+    estimator_quality,
+    tune_scorer,
+)
+from scale.optimizers.replay import replay, replay_rows
+from scale.optimizers.results import ResultRow, ResultsFile, ResultsFileError, read_results
+from scale.optimizers.search import Grid, Trial, best_trial, pareto_front, search_routing, ties
 
 __all__ = [
     "PROMPT_OPTIMIZERS",
     "CostAware",
+    "Grid",
+    "Outcome",
+    "ResultRow",
+    "ResultsFile",
+    "ResultsFileError",
     "SCALEOptimizer",
     "Summary",
     "Trial",
@@ -19,10 +32,15 @@ __all__ = [
     "estimator_quality",
     "evaluate",
     "feedback",
+    "in_parallel",
     "pareto_front",
     "read_results",
+    "replay",
+    "replay_rows",
+    "run_example",
     "search_routing",
     "split_dev",
     "summarize",
+    "ties",
     "tune_scorer",
 ]

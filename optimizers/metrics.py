@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import dspy
@@ -16,8 +17,8 @@ def correctness(example: dspy.Example, pred: dspy.Prediction, trace: Any = None)
 
 def tokens_of(pred: dspy.Prediction) -> int:
     """Every token the prediction spent (all stages, all systems)."""
-    usage = getattr(pred, "usage", None) or {}
-    return int(usage.get("total_tokens", 0))
+    usage = getattr(pred, "usage", None)
+    return int(getattr(usage, "total_tokens", 0) or 0)
 
 
 class CostAware:
@@ -25,8 +26,8 @@ class CostAware:
     ``budget`` per problem (whichever is set)."""
 
     def __init__(self, lam: float = 0.0, budget: int | None = None):
-        if lam < 0 or (budget is not None and budget < 1):
-            raise ValueError("lambda must be >= 0 and the token budget positive")
+        if not (math.isfinite(lam) and lam >= 0) or (budget is not None and budget < 1):
+            raise ValueError("lambda must be a finite number >= 0 and the token budget positive")
         self.lam = lam
         self.budget = budget
 
@@ -71,15 +72,12 @@ def feedback(
                         "value that does not appear in the reference solution."
                     )
                     break
-    fallbacks = [
-        n
-        for s in getattr(pred, "steps", None) or []
-        for n in s.notes
-        if "unparseable" in n or "treated as hard" in n or "unusable" in n
-    ]
-    fallbacks += [n for n in getattr(pred, "notes", None) or [] if "unusable" in n]
+    fallbacks = [f.value for s in getattr(pred, "steps", None) or [] for f in s.fallbacks]
+    fallbacks += [f.value for f in getattr(pred, "fallbacks", None) or []]
     if fallbacks:
-        problems.append("Output could not be parsed: " + "; ".join(fallbacks[:3]) + ".")
+        problems.append(
+            "Output could not be used as asked: " + ", ".join(sorted(set(fallbacks))) + "."
+        )
     if budget is not None and tokens_of(pred) > budget:
         problems.append(f"It spent {tokens_of(pred)} tokens, over the budget of {budget}.")
     text = " ".join(problems) if problems else "Correct."

@@ -1,29 +1,33 @@
-"""``SCALEOptimizer``: tune the stage prompts with a DSPy optimizer, then the routing by search
-on a validation set, and optionally the difficulty scorer with outcome-labelled demos."""
+"""``SCALEOptimizer``: tune the stage prompts with a DSPy optimizer, then the routing and
+System 2's knobs by search on a validation set, and optionally the difficulty scorer with
+outcome-labelled demos."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import warnings
 from typing import Any
 
 import dspy
 from dspy.teleprompt import Teleprompter
+
 from scale.optimizers.metrics import CostAware, correctness, feedback
-from scale.optimizers.scorer import tune_scorer
+from scale.optimizers.outcomes import tune_scorer
 from scale.optimizers.search import (
-    DEFAULT_THRESHOLDS,
+    Grid,
     Trial,
+    apply_settings,
     best_trial,
     pareto_front,
     search_routing,
+    ties,
 )
-from scale.programs.route import ROUTING_ESTIMATORS
+from scale.programs.route import Routing
 from scale.programs.scale import SCALE
-
 from scale.tracking import Tracker
 
 PROMPT_OPTIMIZERS = ("none", "bootstrap", "mipro", "gepa")
+MIN_VALSET = 30  # smaller validation splits rarely separate the trials (see ``ties``)
 
 
 def split_dev(
@@ -39,25 +43,23 @@ def split_dev(
 class SCALEOptimizer(Teleprompter):
     """Compile a SCALE program on a dev set.
 
-    1. Prompts and demos of the stage predictors, with ``prompt_optimizer``:
-       ``bootstrap`` (BootstrapFewShot; a second pass on a never-decomposing copy gives the
-       problem-level solver demos), ``mipro`` (MIPROv2), ``gepa`` (GEPA) or ``none``.
-    2. Optionally (``tune_scorer``) the difficulty scorer: demos labelled by outcome (a step
-       is hard when System 1 got it wrong or was unstable), with AUROC before/after.
-    3. Routing: every combination of ``estimators`` x ``decompose_thresholds`` x
-       ``thresholds`` is evaluated on the validation set and the best by ``objective`` kept.
+    1. Prompts and demos of the stage predictors, with ``prompt_optimizer``: ``bootstrap``
+       (BootstrapFewShot; extra passes that answer every problem whole give the
+       problem-level solvers demos too), ``mipro`` (MIPROv2), ``gepa`` (GEPA) or ``none``.
+    2. Optionally (``tune_scorer``) the stated-difficulty scorer: demos labelled by
+       outcome, with AUROC before/after.
+    3. Routing and System 2's knobs: every distinct setting of ``grid`` is evaluated on
+       the validation set and the best by ``objective`` kept (ties: fewer tokens).
 
-    After ``compile``, ``trials``, ``pareto`` and ``report`` describe what was tried."""
+    After ``compile``, ``trials``, ``pareto`` and ``report`` (best trial, ties, cache reuse)
+    describe what was tried."""
 
     def __init__(
         self,
         *,
         prompt_optimizer: str = "none",
         objective: CostAware | None = None,
-        estimators: Sequence[str] = ROUTING_ESTIMATORS,
-        decompose_thresholds: Sequence[float | None] = (None,),
-        thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-        mode: str = "threshold",
+        grid: Grid | None = None,
         tune_scorer: bool = False,
         max_demos: int = 2,
         threads: int = 1,
@@ -70,10 +72,7 @@ class SCALEOptimizer(Teleprompter):
             raise ValueError(f"prompt optimizer must be one of {PROMPT_OPTIMIZERS}")
         self.prompt_optimizer = prompt_optimizer
         self.objective = objective or CostAware()
-        self.estimators = tuple(estimators)
-        self.decompose_thresholds = tuple(decompose_thresholds)
-        self.thresholds = tuple(thresholds)
-        self.mode = mode
+        self.grid = grid or Grid()
         self.tune_scorer = tune_scorer
         self.max_demos = max_demos
         self.threads = threads
@@ -99,16 +98,19 @@ class SCALEOptimizer(Teleprompter):
             raise ValueError("trainset is empty")
         if valset is None:
             trainset, valset = split_dev(trainset, seed=self.seed)
+        if len(valset) < MIN_VALSET:
+            warnings.warn(
+                f"a validation split of {len(valset)} problems rarely separates routing "
+                f"trials; use at least {MIN_VALSET} (the report counts the ties)",
+                stacklevel=2,
+            )
         program = self._tune_prompts(student.deepcopy(), trainset, valset, teacher)
         if self.tune_scorer:
             self.report["scorer"] = tune_scorer(program, trainset, valset, max_demos=self.max_demos)
         self.trials = search_routing(
             program,
             valset,
-            estimators=self.estimators,
-            decompose_thresholds=self.decompose_thresholds,
-            thresholds=self.thresholds,
-            mode=self.mode,
+            self.grid,
             objective=self.objective,
             threads=self.threads,
             tracker=self.tracker,
@@ -116,13 +118,19 @@ class SCALEOptimizer(Teleprompter):
         )
         best = best_trial(self.trials)
         self.pareto = pareto_front(self.trials)
-        program.routing.load_state({**program.routing.dump_state(), **best.settings()})
+        apply_settings(program, best.settings, program.routing.dump_state())
+        spent = sum(t.spent_tokens for t in self.trials)
+        total = sum(t.total_tokens for t in self.trials)
         self.report |= {
             "best": best.to_dict(),
+            "ties": ties(self.trials, len(valset)),
             "prompt_optimizer": self.prompt_optimizer,
             "train": len(trainset),
             "val": len(valset),
-            "spent_tokens": sum(t.spent_tokens for t in self.trials),
+            "trials": len(self.trials),
+            "spent_tokens": spent,
+            "tokens_if_uncached": total,
+            "cache_saving": round(1 - spent / total, 4) if total else None,
         }
         program._compiled = True
         return program
@@ -138,12 +146,18 @@ class SCALEOptimizer(Teleprompter):
             return program
         if self.prompt_optimizer == "bootstrap":
             tuned = self._bootstrap(program, trainset, teacher)
-            # the problem-level solver runs only when the gate declines to decompose, so the
-            # pass above never traces it: bootstrap it on its own, as a never-decomposing copy
-            whole_teacher = _never_decomposing(teacher) if isinstance(teacher, SCALE) else teacher
-            tuned.whole = self._bootstrap(
-                _never_decomposing(program), trainset, whole_teacher
-            ).whole
+            # the problem-level solvers run only when a problem is not decomposed, so the
+            # pass above may never trace them: bootstrap each on a copy that answers every
+            # problem whole with that system
+            for attribute, routing in (
+                ("whole2", Routing(estimator="none", gate=None, decompose=False)),
+                ("whole1", Routing(estimator="none", gate=1.0)),
+            ):
+                whole_teacher = (
+                    _answering_whole(teacher, routing) if isinstance(teacher, SCALE) else teacher
+                )
+                copy = self._bootstrap(_answering_whole(program, routing), trainset, whole_teacher)
+                setattr(tuned, attribute, getattr(copy, attribute))
         elif self.prompt_optimizer == "mipro":
             optimizer = dspy.MIPROv2(
                 metric=correctness,
@@ -180,8 +194,8 @@ class SCALEOptimizer(Teleprompter):
         return optimizer.compile(program, trainset=trainset, teacher=teacher)
 
 
-def _never_decomposing(program: SCALE) -> SCALE:
-    """A copy of ``program`` whose gate always solves the problem in one step."""
+def _answering_whole(program: SCALE, routing: Routing) -> SCALE:
+    """A copy of ``program`` that routes with ``routing`` (every problem answered whole)."""
     copy = program.deepcopy()
-    copy.routing.decompose_threshold = 1.0
+    copy.routing = routing
     return copy

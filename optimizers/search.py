@@ -1,52 +1,63 @@
-"""Routing search: evaluate a grid of (estimator, decomposition gate, threshold or budget)
-on a validation set, reusing cached decomposition and difficulty calls across trials."""
+"""Routing search: evaluate a grid of routing settings (estimator, problem gate, decompose
+or not, threshold or budget) and System 2 knobs (cap, stop rule, confidence) on a
+validation set.
+
+Trials share DSPy's cache: a call whose request repeats across trials (a decomposition,
+an estimator's replies, a System 2 sample with the same rollout id) is paid once, so a
+k-point sweep costs far less than k evaluations; each trial records what it really spent.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import product
 from typing import Any
 
 import dspy
+
 from scale.optimizers.evaluate import Metric, evaluate
 from scale.optimizers.metrics import CostAware, correctness
-from scale.programs.route import NO_ESTIMATE, RoutingError
+from scale.programs.route import RoutingError
 from scale.programs.scale import SCALE
-
 from scale.tracking import Tracker
 
 DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
+SYSTEM2_KNOBS = ("samples", "stop", "confidence", "window")
 
 
 @dataclass
 class Trial:
-    """One routing setting and what it scored on the validation set."""
+    """One setting (routing fields, and ``system2`` knobs) and what it scored."""
 
-    estimator: str
-    decompose_threshold: float | None
-    mode: str
-    value: float  # the threshold, or the budget fraction
+    settings: dict[str, Any]
     accuracy: float = 0.0
     ci95: tuple[float, float] = (0.0, 0.0)
     tokens_per_problem: float = 0.0
     system2_fraction: float = 0.0
     objective: float = float("-inf")
     spent_tokens: int = 0  # tokens really generated for this trial (cache misses only)
+    total_tokens: int = 0  # what the trial's calls cost, cached or not
     errors: int = 0
     failure: str | None = None
 
-    def settings(self) -> dict[str, Any]:
-        knob = "threshold" if self.mode == "threshold" else "budget"
-        return {
-            "estimator": self.estimator,
-            "decompose_threshold": self.decompose_threshold,
-            "mode": self.mode,
-            knob: self.value,
-        }
+    def routing(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings.items() if k != "system2"}
+
+    def label(self) -> str:
+        s = self.settings
+        gate = "-" if s.get("gate") is None else f"{s['gate']:g}"
+        if not s.get("decompose", True):
+            steps = "whole"
+        else:
+            knob = "threshold" if s.get("mode", "threshold") == "threshold" else "budget"
+            steps = f"{knob}={s.get(knob, 0):g}"
+        system2 = s.get("system2") or {}
+        s2 = f" S2[{','.join(f'{k}={v}' for k, v in system2.items())}]" if system2 else ""
+        return f"{s.get('estimator')} gate={gate} {steps}{s2}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"label": self.label()}
 
 
 def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
@@ -70,19 +81,88 @@ def best_trial(trials: Sequence[Trial]) -> Trial:
     if not ok:
         raise RuntimeError(
             "every routing trial failed: "
-            + "; ".join(f"{t.settings()}: {t.failure}" for t in trials[:3])
+            + "; ".join(f"{t.label()}: {t.failure}" for t in trials[:3])
         )
     return min(ok, key=lambda t: (-t.objective, t.tokens_per_problem))
+
+
+def ties(trials: Sequence[Trial], n: int) -> dict[str, int]:
+    """How close the search was to a coin flip: trials tied with the best on the
+    objective, and trials within one validation problem of its accuracy."""
+    ok = [t for t in trials if t.failure is None]
+    if not ok or not n:
+        return {"tied": 0, "within_one_problem": 0}
+    best = best_trial(ok)
+    return {
+        "tied": sum(t.objective == best.objective for t in ok),
+        "within_one_problem": sum(best.accuracy - t.accuracy <= 1 / n + 1e-9 for t in ok),
+    }
+
+
+@dataclass
+class Grid:
+    """The settings a search tries; ``distinct()`` drops combinations that route alike."""
+
+    estimators: Sequence[str] = ("self",)
+    gates: Sequence[float | None] = (None,)
+    decompose: Sequence[bool] = (True,)
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    mode: str = "threshold"
+    system2: Sequence[dict[str, Any] | None] = field(default_factory=lambda: [None])
+
+    def distinct(self) -> list[dict[str, Any]]:
+        """The combinations worth a trial, in grid order. With no decomposition the step
+        threshold does not matter; without an estimate every problem and step counts as
+        hardest, so a gate below 1 acts as no gate and thresholds below 1 route alike; a
+        gate of 1 sends every problem to System 1 (only the estimator's answer matters),
+        and System 2's knobs do not matter where it never runs."""
+        knob = "threshold" if self.mode == "threshold" else "budget"
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for estimator, gate, decompose, value, system2 in product(
+            self.estimators, self.gates, self.decompose, self.thresholds, self.system2
+        ):
+            if estimator == "none":
+                gate = None if gate is None or gate < 1 else gate
+                value = 0.0 if knob == "threshold" and value < 1 else value
+            all_system1 = gate is not None and gate >= 1
+            if all_system1 or not decompose:
+                value = 0.0
+            if all_system1 or (knob == "threshold" and value >= 1 and decompose):
+                system2 = None
+            settings = {
+                "estimator": estimator,
+                "gate": gate,
+                "decompose": True if all_system1 else decompose,
+                "mode": self.mode,
+                knob: float(value),
+            }
+            if system2:
+                settings["system2"] = dict(system2)
+            key = repr(sorted(settings.items(), key=lambda kv: kv[0]))
+            if key not in seen:
+                seen.add(key)
+                out.append(settings)
+        return out
+
+
+def apply_settings(program: SCALE, settings: dict[str, Any], base: dict[str, Any]) -> None:
+    """Put a trial's routing and System 2 knobs on ``program`` (``base``: the routing state
+    the rest of the fields come from)."""
+    routing = {k: v for k, v in settings.items() if k != "system2"}
+    program.routing.load_state({**base, **routing})
+    for knob, value in (settings.get("system2") or {}).items():
+        if knob not in SYSTEM2_KNOBS:
+            raise RoutingError(f"unknown System 2 knob {knob!r}")
+        setattr(program.system2, knob, value)
+    _ = program.system2.stop_rule  # raises on an invalid combination
 
 
 def search_routing(
     program: SCALE,
     valset: list[dspy.Example],
+    grid: Grid,
     *,
-    estimators: Sequence[str] = ("self",),
-    decompose_thresholds: Sequence[float | None] = (None,),
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    mode: str = "threshold",
     objective: CostAware | None = None,
     metric: Metric = correctness,
     threads: int = 1,
@@ -90,38 +170,28 @@ def search_routing(
     progress: bool = True,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> list[Trial]:
-    """Evaluate every distinct combination on ``valset`` (see ``_distinct_grid``) and return
-    the trials in grid order.
-
-    Trials share DSPy's cache, so decomposition and difficulty calls (which do not depend on
-    the threshold) are paid once per estimator and gate; ``spent_tokens`` counts what each
-    trial really generated. A trial that fails is recorded and the search goes on."""
+    """Evaluate every distinct setting of ``grid`` on ``valset`` and return the trials in
+    grid order; the program's own settings are restored afterwards. A trial that fails is
+    recorded and the search goes on."""
     objective = objective or CostAware()
     original = program.routing.dump_state()
+    system2 = {k: getattr(program.system2, k) for k in SYSTEM2_KNOBS}
     trials: list[Trial] = []
     try:
-        grid = _distinct_grid(estimators, decompose_thresholds, mode, thresholds)
-        for estimator, gate, value in grid:
-            trial = Trial(estimator, gate, mode, float(value))
+        for settings in grid.distinct():
+            trial = Trial(settings)
             try:
-                program.routing.load_state({**original, **trial.settings()})
-            except RoutingError as exc:
+                apply_settings(program, settings, original)
+            except (RoutingError, ValueError) as exc:
                 trial.failure = str(exc)
             else:
                 _run_trial(program, valset, trial, objective, metric, threads, progress)
+            finally:
+                for knob, value in system2.items():
+                    setattr(program.system2, knob, value)
             trials.append(trial)
             if tracker is not None:
-                with tracker.child(f"trial {len(trials)}") as child:
-                    child.params(trial.settings())
-                    child.metrics(
-                        {
-                            k: v
-                            for k, v in trial.to_dict().items()
-                            if k not in ("estimator", "mode", "failure")
-                        }
-                    )
-                    if trial.failure:
-                        child.text(trial.failure, "failure.txt")
+                _log_trial(tracker, trial, len(trials))
             if on_trial is not None:
                 on_trial(trial)
     finally:
@@ -129,26 +199,14 @@ def search_routing(
     return trials
 
 
-def _distinct_grid(
-    estimators: Sequence[str],
-    gates: Sequence[float | None],
-    mode: str,
-    values: Sequence[float],
-) -> list[tuple[str, float | None, float]]:
-    """The combinations worth a trial, in grid order. A gate of 1 never decomposes, so
-    estimator and threshold do not matter; without an estimate, a gate below 1 always
-    decomposes (no gate) and every threshold below 1 routes alike (0)."""
-    grid: list[tuple[str, float | None, float]] = []
-    seen: set[tuple] = set()
-    for estimator, gate, value in product(estimators, gates, values):
-        if estimator == NO_ESTIMATE:
-            gate = None if gate is None or gate < 1 else gate
-            value = 0.0 if mode == "threshold" and value < 1 else value
-        key = ("undecomposed",) if gate is not None and gate >= 1 else (estimator, gate, value)
-        if key not in seen:
-            seen.add(key)
-            grid.append((estimator, gate, value))
-    return grid
+def _log_trial(tracker: Tracker, trial: Trial, number: int) -> None:
+    with tracker.child(f"trial {number}: {trial.label()}") as child:
+        child.params(trial.settings)
+        child.metrics(
+            {k: v for k, v in trial.to_dict().items() if k not in ("settings", "failure", "label")}
+        )
+        if trial.failure:
+            child.text(trial.failure, "failure.txt")
 
 
 def _run_trial(
@@ -162,7 +220,7 @@ def _run_trial(
 ) -> None:
     try:
         rows, summary = evaluate(
-            program, valset, threads=threads, metric=metric, progress=progress, desc=_label(trial)
+            program, valset, threads=threads, metric=metric, progress=progress, desc=trial.label()
         )
     except Exception as exc:  # a broken trial is recorded, the search continues
         trial.failure = f"{type(exc).__name__}: {exc}"
@@ -172,10 +230,6 @@ def _run_trial(
     trial.tokens_per_problem = summary.tokens_per_problem
     trial.system2_fraction = summary.system2_fraction
     trial.errors = summary.errors
-    trial.spent_tokens = sum((r.get("usage") or {}).get("spent_tokens", 0) for r in rows)
+    trial.spent_tokens = sum(r.usage.get("spent_tokens", 0) for r in rows)
+    trial.total_tokens = sum(r.usage.get("total_tokens", 0) for r in rows)
     trial.objective = objective.objective(summary.accuracy, summary.tokens_per_problem)
-
-
-def _label(trial: Trial) -> str:
-    gate = "-" if trial.decompose_threshold is None else f"{trial.decompose_threshold:g}"
-    return f"{trial.estimator} gate={gate} {trial.mode}={trial.value:g}"

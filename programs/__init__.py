@@ -1,44 +1,71 @@
 """SCALE and its baselines as DSPy modules: one module per stage, composed in ``SCALE``."""
 
-from scale.programs.base import MathProgram, ProblemError, clean_problem, listening
+from scale.programs.base import MathProgram, ProblemError, clean_problem
 from scale.programs.baselines import CoT, Vote
+from scale.programs.callbacks import ProgressCallback, reporting_to
 from scale.programs.decompose import Decomposer
-from scale.programs.difficulty import ConsistencyEstimator, SelfEstimator, expected_scores
-from scale.programs.io import ProgramFileError, read_program, save_program
-from scale.programs.presets import METHODS, PRESETS, build_program
+from scale.programs.estimators import (
+    ESTIMATORS,
+    Assessor,
+    Estimator,
+    Evidence,
+    build_estimator,
+    check_estimator,
+)
+from scale.programs.io import (
+    OverlapError,
+    ProgramFileError,
+    read_program,
+    refuse_overlap,
+    save_program,
+)
 from scale.programs.profiles import SystemProfile, system1, system2
-from scale.programs.records import Rating, Step
+from scale.programs.records import Fallback, Rating, Sample, Step
 from scale.programs.route import Routing, RoutingError, route_budget, route_threshold
 from scale.programs.scale import SCALE
-from scale.programs.solve import Solver, majority
+from scale.programs.solve import Reply, Solver
+from scale.programs.spec import METHODS, PRESETS, ProgramSpec, build_program
+from scale.programs.stopping import StopRule, majority, tally
 
 __all__ = [
+    "ESTIMATORS",
     "METHODS",
     "PRESETS",
     "SCALE",
+    "Assessor",
     "CoT",
-    "ConsistencyEstimator",
     "Decomposer",
+    "Estimator",
+    "Evidence",
+    "Fallback",
     "MathProgram",
+    "OverlapError",
     "ProblemError",
     "ProgramFileError",
+    "ProgramSpec",
+    "ProgressCallback",
     "Rating",
+    "Reply",
     "Routing",
     "RoutingError",
-    "SelfEstimator",
+    "Sample",
     "Solver",
     "Step",
+    "StopRule",
     "SystemProfile",
     "Vote",
+    "build_estimator",
     "build_program",
+    "check_estimator",
     "clean_problem",
-    "expected_scores",
-    "listening",
     "majority",
     "read_program",
+    "refuse_overlap",
+    "reporting_to",
     "route_budget",
     "route_threshold",
     "save_program",
     "system1",
     "system2",
+    "tally",
 ]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import dspy
-from scale.programs.records import Step
 
 from scale.lm import current_ledger, track
+from scale.programs.callbacks import callback
+from scale.programs.records import Fallback, Step
 
 MAX_PROBLEM_CHARS = 20_000
 
@@ -51,8 +48,8 @@ def clean_problem(
 
 class MathProgram(dspy.Module):
     """Base of SCALE and the baselines: ``forward(problem)`` returns a ``dspy.Prediction``
-    with ``answer``, ``steps`` (``Step`` records), ``usage`` (every LM call, by stage and by
-    system) and ``notes``."""
+    with ``answer``, ``steps`` (``Step`` records), ``usage`` (a ``scale.lm.Usage`` of every
+    LM call, by stage and by system), ``notes`` and ``fallbacks`` (problem-level ones)."""
 
     method = "base"
 
@@ -60,51 +57,34 @@ class MathProgram(dspy.Module):
         problem, notes = clean_problem(problem)
         started = time.perf_counter()
         with track() as ledger:
-            steps, more_notes = self.solve(problem)
-        usage = ledger.summary()
-        usage["seconds"] = round(time.perf_counter() - started, 3)
+            steps, more_notes, fallbacks = self.solve(problem)
+        usage = ledger.usage(time.perf_counter() - started)
         answer = steps[-1].answer if steps else ""
         return dspy.Prediction(
-            answer=answer, steps=steps, usage=usage, notes=notes + more_notes, method=self.method
+            answer=answer,
+            steps=steps,
+            usage=usage,
+            notes=notes + more_notes,
+            fallbacks=fallbacks,
+            method=self.method,
         )
 
-    def solve(self, problem: str) -> tuple[list[Step], list[str]]:
-        """Run the method; return its steps (the last one holds the answer) and notes."""
+    def solve(self, problem: str) -> tuple[list[Step], list[str], list[Fallback]]:
+        """Run the method; return its steps (the last one holds the answer), notes and
+        problem-level fallbacks."""
         raise NotImplementedError
 
 
-def finish_step(step: Step, index: int, started: float) -> Step:
+def finish_step(step: Step, index: int | None, started: float) -> Step:
     """Record a finished step's wall time and its share of the calls (those labelled with
-    its index in the active ledger), then tell the listener."""
+    its index in the active ledger; every call so far when ``index`` is None, a step that
+    is the whole problem), then tell the progress callback."""
     step.seconds = round(time.perf_counter() - started, 3)
     ledger = current_ledger()
-    mine = [r for r in ledger.records if r.step == index] if ledger is not None else []
+    records = ledger.snapshot() if ledger is not None else []
+    mine = records if index is None else [r for r in records if r.step == index]
     step.prompt_tokens = sum(r.prompt_tokens for r in mine)
     step.completion_tokens = sum(r.completion_tokens for r in mine)
     step.lm_calls = len(mine)
-    emit("step", index=index, step=step)
+    callback().on_step(index or 0, step)
     return step
-
-
-Listener = Callable[[str, dict[str, Any]], None]
-_listener: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
-    "listener", default=None
-)
-
-
-@contextlib.contextmanager
-def listening(callback: Listener) -> Iterator[None]:
-    """Call ``callback(event, data)`` as stages and steps complete inside the block
-    (events: ``decomposed``, ``rated``, ``step``, ``answered``)."""
-    token = _listener.set(callback)
-    try:
-        yield
-    finally:
-        _listener.reset(token)
-
-
-def emit(event: str, **data: Any) -> None:
-    """Tell the active listener, if any, that ``event`` happened."""
-    callback = _listener.get()
-    if callback is not None:
-        callback(event, data)

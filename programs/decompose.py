@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
-from scale.programs.profiles import SystemProfile
-from scale.signatures import Decompose, SelectDecomposition
 
 from scale.lm import label
+from scale.programs.profiles import SystemProfile
+from scale.programs.records import Fallback
+from scale.signatures import Decompose, SelectDecomposition
 
 
 def _clean(subproblems: object) -> list[str]:
@@ -44,23 +45,27 @@ class Decomposer(dspy.Module):
 
     def forward(self, problem: str) -> dspy.Prediction:
         notes: list[str] = []
+        fallbacks: list[Fallback] = []
         with self.profile.context():
-            candidates = [self._candidate(problem, i, notes) for i in range(self.k)]
+            candidates = [self._candidate(problem, i, notes, fallbacks) for i in range(self.k)]
             usable = [c for c in candidates if c]
             if not usable:
                 notes.append("decomposition unusable: solved as one step")
+                fallbacks.append(Fallback.DECOMPOSITION_UNUSABLE)
                 subproblems: list[str] = []
             elif len(usable) == 1:
                 subproblems = usable[0]
             else:
-                subproblems = usable[self._select(problem, usable, notes)]
+                subproblems = usable[self._select(problem, usable, notes, fallbacks)]
         if len(subproblems) > self.max_subproblems:
             notes.append(f"{len(subproblems)} sub-problems capped at {self.max_subproblems}")
             subproblems = subproblems[: self.max_subproblems - 1] + subproblems[-1:]
         subproblems = [*subproblems[:-1], problem]
-        return dspy.Prediction(subproblems=subproblems, notes=notes)
+        return dspy.Prediction(subproblems=subproblems, notes=notes, fallbacks=fallbacks)
 
-    def _candidate(self, problem: str, i: int, notes: list[str]) -> list[str]:
+    def _candidate(
+        self, problem: str, i: int, notes: list[str], fallbacks: list[Fallback]
+    ) -> list[str]:
         config = (
             {}
             if self.k == 1
@@ -71,9 +76,16 @@ class Decomposer(dspy.Module):
                 return _clean(self.decompose(problem=problem, config=config).subproblems)
         except (AdapterParseError, ValueError) as exc:
             notes.append(f"candidate {i} unparseable: {type(exc).__name__}")
+            fallbacks.append(Fallback.CANDIDATE_UNUSABLE)
             return []
 
-    def _select(self, problem: str, candidates: list[list[str]], notes: list[str]) -> int:
+    def _select(
+        self,
+        problem: str,
+        candidates: list[list[str]],
+        notes: list[str],
+        fallbacks: list[Fallback],
+    ) -> int:
         listing = "\n\n".join(
             f"Candidate {i}:\n" + "\n".join(f"  {j}. {s}" for j, s in enumerate(c, 1))
             for i, c in enumerate(candidates)
@@ -83,8 +95,10 @@ class Decomposer(dspy.Module):
                 best = self.select(problem=problem, candidates=listing).best
         except (AdapterParseError, ValueError) as exc:
             notes.append(f"selection unparseable ({type(exc).__name__}): first candidate used")
+            fallbacks.append(Fallback.SELECTION_UNUSABLE)
             return 0
         if not isinstance(best, int) or not 0 <= best < len(candidates):
             notes.append(f"selection {best!r} out of range: first candidate used")
+            fallbacks.append(Fallback.SELECTION_UNUSABLE)
             return 0
         return best

@@ -1,19 +1,48 @@
-"""Plain records that flow between the stages."""
+"""Plain records that flow between the stages and leave ``forward()``."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class Fallback(str, Enum):
+    """What a stage did when model output could not be used as asked (``Step.fallbacks``)."""
+
+    ANSWER_FROM_RAW = "answer_from_raw"  # unparseable reply; a marked answer was read from it
+    NO_ANSWER = "no_answer"  # unparseable reply with no answer in it
+    DIFFICULTY_UNUSABLE = "difficulty_unusable"  # missing/NaN score: treated as hard
+    DIFFICULTY_CLAMPED = "difficulty_clamped"  # a score outside [0, 1]
+    DIFFICULTY_COUNT = "difficulty_count"  # a batched rating with too few or too many scores
+    NO_LOGPROBS = "no_logprobs"  # the backend returned no token logprobs
+    DECOMPOSITION_UNUSABLE = "decomposition_unusable"  # solved as one step
+    CANDIDATE_UNUSABLE = "candidate_unusable"  # one of k decompositions could not be read
+    SELECTION_UNUSABLE = "selection_unusable"  # the first candidate was used
+
+
+@dataclass
+class Sample:
+    """One model call's answer and cost (a self-consistency sample, or a single reply)."""
+
+    answer: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    calculation: str | None = None
 
 
 @dataclass
 class Rating:
-    """A difficulty estimate for one step; ``answer`` is System 1's answer when the estimator
-    produced one on the way (the consistency estimator), so it need not be solved again."""
+    """A difficulty estimate for one step or problem. ``answer`` is System 1's answer when
+    the estimator produced one on the way (so a step kept on System 1 is not solved again),
+    and ``context`` the earlier steps it was given."""
 
     difficulty: float | None
     answer: str | None = None
+    context: str | None = None
     notes: list[str] = field(default_factory=list)
+    fallbacks: list[Fallback] = field(default_factory=list)
 
 
 @dataclass
@@ -28,10 +57,14 @@ class Step:
     completion_tokens: int = 0
     lm_calls: int = 0
     seconds: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fallbacks: list[Fallback] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["fallbacks"] = [f.value for f in self.fallbacks]
+        return out
 
 
 def format_steps(steps: list[Step], *, with_answers: bool = True) -> str:

@@ -8,12 +8,11 @@ from typing import Any
 
 from dspy.predict.parameter import Parameter
 
-ESTIMATORS = ("self", "logprob", "consistency")  # the estimators that score a step
-NO_ESTIMATE = "none"  # no rating calls: every step counts as hardest (unknown difficulty)
-ROUTING_ESTIMATORS = (NO_ESTIMATE, *ESTIMATORS)
+from scale.programs.estimators import check_estimator
+
 MODES = ("threshold", "budget")
 FORCED_LAST = 0.9  # the authors' score for the final step: tau >= 0.9 still means System 1
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class RoutingError(ValueError):
@@ -42,33 +41,37 @@ def route_budget(difficulties: list[float | None], fraction: float) -> list[int]
 @dataclass
 class Routing(Parameter):
     """The non-prompt knobs of SCALE, saved with the program and left alone by prompt
-    optimizers: estimator, routing mode, step threshold (tau), budget fraction (q), the
-    problem-level decomposition gate, and whether the last step is forced to 0.9.
+    optimizers: the estimator (``scale.programs.estimators``), the problem-level gate,
+    the routing mode, the step threshold (tau) or budget fraction (q), and whether the last
+    step is forced to 0.9.
 
-    Estimator ``"none"`` makes no rating calls: every step (and the gate's problem) counts as
-    hardest, so threshold routing sends every step to System 2 below threshold 1 and to
-    System 1 at 1 (the ``uniform-s2`` / ``uniform-s1`` baselines)."""
+    The gate rates the whole problem first: at or below ``gate`` it is answered by System 1
+    at once; above it (or with no gate), it is decomposed and routed step by step, or, with
+    ``decompose`` off, answered whole by System 2. Estimator ``"none"`` makes no rating
+    calls: every step (and problem) counts as hardest, so threshold routing sends every step
+    to System 2 below threshold 1 and to System 1 at 1 (``uniform-s2`` / ``uniform-s1``)."""
 
     estimator: str = "self"
     mode: str = "threshold"
     threshold: float = 0.5
     budget: float = 0.5
-    decompose_threshold: float | None = None
+    gate: float | None = None
+    decompose: bool = True
     force_last: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        if self.estimator not in ROUTING_ESTIMATORS:
-            raise RoutingError(
-                f"estimator must be one of {ROUTING_ESTIMATORS}, got {self.estimator!r}"
-            )
+        try:
+            check_estimator(self.estimator)
+        except ValueError as exc:
+            raise RoutingError(str(exc)) from None
         if self.mode not in MODES:
             raise RoutingError(f"routing mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("threshold", "budget", "decompose_threshold"):
+        for name in ("threshold", "budget", "gate"):
             value = getattr(self, name)
-            if value is None and name == "decompose_threshold":
+            if value is None and name == "gate":
                 continue
             if (
                 isinstance(value, bool)
@@ -76,11 +79,9 @@ class Routing(Parameter):
                 or not (0.0 <= value <= 1.0)
             ):
                 raise RoutingError(f"{name} must be a number in [0, 1], got {value!r}")
-        if self.mode == "budget" and self.estimator == "consistency":
-            raise RoutingError(
-                "budget routing ranks all steps up front; the consistency estimator rates each "
-                "step only when it runs: use --route threshold, or --estimator self/logprob"
-            )
+        for name in ("decompose", "force_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise RoutingError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def route(self, difficulties: list[float | None]) -> list[int]:
         if self.mode == "budget":

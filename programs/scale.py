@@ -1,30 +1,34 @@
-"""SCALE: decompose -> assess difficulty -> route (System 1 / System 2) -> execute in order."""
+"""SCALE: gate -> decompose -> assess difficulty -> route (System 1 / System 2) -> execute."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-
-from scale.programs import profiles
-from scale.programs.base import MathProgram, emit, finish_step
-from scale.programs.decompose import Decomposer
-from scale.programs.difficulty import ConsistencyEstimator, SelfEstimator
-from scale.programs.profiles import SystemProfile
-from scale.programs.records import Rating, Step, format_steps
-from scale.programs.route import FORCED_LAST, NO_ESTIMATE, Routing, route_threshold
-from scale.programs.solve import problem_solver, step_solver
+from collections.abc import Iterator
 
 from scale.adapter import final_answer
 from scale.lm import label
+from scale.programs import profiles
+from scale.programs.base import MathProgram, finish_step
+from scale.programs.callbacks import callback
+from scale.programs.decompose import Decomposer
+from scale.programs.estimators import Assessor, Estimator, Evidence, build_estimator
+from scale.programs.profiles import SystemProfile
+from scale.programs.records import Fallback, Rating, Step, format_steps
+from scale.programs.route import FORCED_LAST, Routing, route_threshold
+from scale.programs.solve import Solver
 
 
 class SCALE(MathProgram):
     """Selective resource allocation for math problems.
 
-    1. Gate (optional): rate the whole problem; unless its difficulty exceeds
-       ``routing.decompose_threshold``, answer it in one System 2 reasoning call.
-    2. Decompose into sub-problems (best of ``k`` candidates when ``k`` > 1).
+    1. Gate (``routing.gate``): rate the whole problem; at or below the gate, System 1
+       answers it at once (the estimator's own answer when it made one).
+    2. Otherwise decompose it into sub-problems (best of ``k`` candidates when ``k`` > 1),
+       or, with ``routing.decompose`` off, let System 2 answer it whole.
     3. Rate each step with ``routing.estimator`` (the last one is set to 0.9 when
-       ``routing.force_last``).
+       ``routing.force_last``): up front for budget routing and stated scores, else as
+       each step runs, with System 1 in the context of the earlier answers.
     4. Route: System 2 above ``routing.threshold`` (or for the hardest ``routing.budget``
        fraction of the steps), System 1 otherwise.
     5. Solve the steps in order, each seeing every earlier step and its answer; the last
@@ -42,124 +46,174 @@ class SCALE(MathProgram):
         k: int = 1,
         max_subproblems: int = 6,
         batched: bool = True,
-        consistency_samples: int = 3,
+        agreement_samples: int = 3,
     ):
         super().__init__()
         self.system1 = system1 or profiles.system1()
         self.system2 = system2 or profiles.system2()
         self.routing = routing or Routing()
         self.decomposer = Decomposer(self.system1, k=k, max_subproblems=max_subproblems)
-        self.scorer = SelfEstimator(self.system1, batched=batched)
-        self.solver1 = step_solver(self.system1, 1)
-        self.solver2 = step_solver(self.system2, 2)
-        self.consistency = ConsistencyEstimator(self.solver1, n=consistency_samples)
-        self.whole = problem_solver(self.system2, 2)
+        self.assessor = Assessor(self.system1, batched=batched)
+        self.solver1 = Solver(self.system1, 1, whole=False)
+        self.solver2 = Solver(self.system2, 2, whole=False)
+        self.whole1 = Solver(self.system1, 1, whole=True)
+        self.whole2 = Solver(self.system2, 2, whole=True)
+        if agreement_samples < 2:
+            raise ValueError("agreement_samples must be at least 2")
+        self.agreement_samples = agreement_samples
+        self._estimator: Estimator | None = None
+        self._pinned: Estimator | None = None
 
     def structure(self) -> dict:
         """The constructor options that shape the program (saved with it)."""
         return {
             "k": self.decomposer.k,
             "max_subproblems": self.decomposer.max_subproblems,
-            "batched": self.scorer.batched,
-            "consistency_samples": self.consistency.n,
+            "batched": self.assessor.batched,
+            "agreement_samples": self.agreement_samples,
         }
 
-    def solve(self, problem: str) -> tuple[list[Step], list[str]]:
-        routing = self.routing
-        if routing.decompose_threshold is not None:
-            gate = self._gate(problem)
-            if gate is not None:
-                return [gate], []
+    @property
+    def estimator(self) -> Estimator:
+        """The estimator ``routing.estimator`` names (rebuilt when the name changes), or
+        the one pinned by ``rating_with``."""
+        if self._pinned is not None:
+            return self._pinned
+        if self._estimator is None or self._estimator.name != self.routing.estimator:
+            self._estimator = build_estimator(self.routing.estimator, self)
+        return self._estimator
+
+    @contextlib.contextmanager
+    def rating_with(self, estimator: Estimator) -> Iterator[None]:
+        """Rate with ``estimator`` inside the block, whatever the routing names (used to
+        label steps by outcome with SCALE's own step loop)."""
+        self._pinned = estimator
+        try:
+            yield
+        finally:
+            self._pinned = None
+
+    def evidence(self, problem: str, subproblem: str, earlier: str, step: int | None) -> Evidence:
+        """System 1's evidence on one step (``step`` None: on the whole problem)."""
+        return Evidence(
+            self.whole1 if step is None else self.solver1,
+            problem=problem,
+            subproblem=subproblem,
+            earlier=earlier,
+            step=step,
+            logprobs=self.estimator.logprobs,
+        )
+
+    def solve(self, problem: str) -> tuple[list[Step], list[str], list[Fallback]]:
+        if self.routing.gate is not None or not self.routing.decompose:
+            whole = self._gate(problem)
+            if whole is not None:
+                return [whole], [], []
         decomposition = self.decomposer(problem=problem)
         subproblems: list[str] = decomposition.subproblems
-        emit("decomposed", subproblems=subproblems, notes=decomposition.notes)
-        plan = self._plan(problem, subproblems)
-        if plan is not None:
-            emit("rated", difficulties=[r.difficulty for r in plan])
-        systems = routing.route([r.difficulty for r in plan]) if plan is not None else None
-
+        callback().on_decomposed(subproblems, decomposition.notes)
+        plan, systems = self._plan(problem, subproblems)
         steps: list[Step] = []
         for i, subproblem in enumerate(subproblems):
             started = time.perf_counter()
+            earlier = format_steps(steps)
+            if plan is not None:
+                rating, system = plan[i], systems[i]
+            else:
+                rating = self._rate_online(problem, subproblem, earlier, i, len(subproblems))
+                system = route_threshold([rating.difficulty], self.routing.threshold)[0]
             last = i == len(subproblems) - 1
-            rating = (
-                plan[i]
-                if plan is not None
-                else self._online_rating(problem, steps, subproblem, last)
-            )
-            if systems is not None:
-                system = systems[i]
-            else:
-                system = route_threshold([rating.difficulty], routing.threshold)[0]
-            step = Step(subproblem, rating.difficulty, system, notes=list(rating.notes))
-            if system == 1 and rating.answer is not None:
-                step.answer = rating.answer
-                step.notes.append("System 1 majority answer from the consistency samples kept")
-            else:
-                solver = self.solver1 if system == 1 else self.solver2
-                with final_answer(last):
-                    pred = solver(
-                        step=i,
-                        problem=problem,
-                        earlier_steps=format_steps(steps),
-                        subproblem=subproblem,
-                    )
-                step.answer = pred.answer
-                step.notes.extend(pred.notes)
+            step = self._execute(problem, subproblem, earlier, i, rating, system, last=last)
             steps.append(finish_step(step, i, started))
-        return steps, list(decomposition.notes)
+        return steps, list(decomposition.notes), list(decomposition.fallbacks)
 
     def _gate(self, problem: str) -> Step | None:
-        """One System 2 step for the whole problem, or None when it should be decomposed."""
-        threshold = self.routing.decompose_threshold
-        if threshold >= 1.0:  # no score exceeds 1: skip the rating call
-            rating = Rating(None, notes=["decompose_threshold 1: never decomposed"])
-        else:
-            with label("gate"):
-                rating = self._rate(problem, format_steps([]), problem, None)
-            if route_threshold([rating.difficulty], threshold) == [2]:
-                return None  # hard enough to decompose
+        """The whole problem as one step, or None when it is to be decomposed."""
         started = time.perf_counter()
-        with final_answer():
-            pred = self.whole(step=0, problem=problem)
-        step = Step(
-            problem,
-            rating.difficulty,
-            2,
-            pred.answer,
-            notes=[*rating.notes, "not decomposed: answered in one System 2 call"],
-        )
-        return finish_step(step, 0, started)
-
-    def _plan(self, problem: str, subproblems: list[str]) -> list[Rating] | None:
-        """Up-front ratings, or None when steps are rated online (consistency)."""
-        if self.routing.estimator == NO_ESTIMATE:
-            return [Rating(None) for _ in subproblems]
-        if self.routing.estimator == "consistency":
+        rating = Rating(None)
+        if self.routing.gate is not None:
+            with label("gate"):
+                rating = self.estimator.rate(self.evidence(problem, problem, "", None))
+            if route_threshold([rating.difficulty], self.routing.gate) == [1]:
+                callback().on_gated(rating, "system1")
+                step = Step(problem, rating.difficulty, 1, notes=list(rating.notes))
+                step.fallbacks = list(rating.fallbacks)
+                if rating.answer is not None:
+                    step.answer = rating.answer
+                    step.notes.append("answered at once: System 1's answer from the rating kept")
+                else:
+                    _solve_into(step, self.whole1, None, problem=problem)
+                return finish_step(step, None, started)
+        if self.routing.decompose:
+            callback().on_gated(rating, "decompose")
             return None
+        callback().on_gated(rating, "system2")
+        step = Step(problem, rating.difficulty, 2, notes=[*rating.notes, "not decomposed"])
+        step.fallbacks = list(rating.fallbacks)
+        with final_answer():
+            _solve_into(step, self.whole2, None, problem=problem)
+        return finish_step(step, None, started)
+
+    def _plan(
+        self, problem: str, subproblems: list[str]
+    ) -> tuple[list[Rating] | None, list[int] | None]:
+        """Up-front ratings and systems, or (None, None) when steps are rated as they run."""
+        estimator = self.estimator
+        if self.routing.mode == "threshold" and estimator.online:
+            return None, None
         forced = self.routing.force_last
         to_rate = subproblems[:-1] if forced else subproblems
-        ratings = (
-            self.scorer.plan(problem, to_rate, logprobs=self.routing.estimator == "logprob")
-            if to_rate
-            else []
-        )
+
+        def evidence(i: int, steps: list[Step]) -> Evidence:
+            return self.evidence(problem, subproblems[i], format_steps(steps), i)
+
+        plan = estimator.plan(problem, to_rate, evidence) if to_rate else []
         if forced:
-            ratings.append(Rating(FORCED_LAST, notes=["last step forced to 0.9"]))
-        return ratings
+            plan.append(Rating(FORCED_LAST, notes=["last step forced to 0.9"]))
+        difficulties = [r.difficulty for r in plan]
+        callback().on_rated(difficulties)
+        return plan, self.routing.route(difficulties)
 
-    def _online_rating(
-        self, problem: str, steps: list[Step], subproblem: str, last: bool
+    def _rate_online(
+        self, problem: str, subproblem: str, earlier: str, index: int, n: int
     ) -> Rating:
-        if self.routing.force_last and last:
+        if self.routing.force_last and index == n - 1:
             return Rating(FORCED_LAST, notes=["last step forced to 0.9"])
-        return self._rate(problem, format_steps(steps), subproblem, len(steps))
+        return self.estimator.rate(self.evidence(problem, subproblem, earlier, index))
 
-    def _rate(self, problem: str, earlier: str, subproblem: str, step: int | None) -> Rating:
-        if self.routing.estimator == NO_ESTIMATE:
-            return Rating(None)
-        if self.routing.estimator == "consistency":
-            return self.consistency.rate(problem, earlier, subproblem, step)
-        return self.scorer.rate(
-            problem, earlier, subproblem, step, logprobs=self.routing.estimator == "logprob"
-        )
+    def _execute(
+        self,
+        problem: str,
+        subproblem: str,
+        earlier: str,
+        index: int,
+        rating: Rating,
+        system: int,
+        *,
+        last: bool,
+    ) -> Step:
+        step = Step(subproblem, rating.difficulty, system, notes=list(rating.notes))
+        step.fallbacks = list(rating.fallbacks)
+        if system == 1 and rating.answer is not None and rating.context == earlier:
+            step.answer = rating.answer
+            step.notes.append("System 1's answer from the rating kept")
+            return step
+        with final_answer(last):
+            _solve_into(
+                step,
+                self.solver1 if system == 1 else self.solver2,
+                index,
+                problem=problem,
+                earlier_steps=earlier,
+                subproblem=subproblem,
+            )
+        return step
+
+
+def _solve_into(record: Step, solver: Solver, index: int | None, **inputs: str) -> None:
+    """Solve with ``solver`` and put its answer, samples, notes and fallbacks on ``record``."""
+    pred = solver(step=index, **inputs)
+    record.answer = pred.answer
+    record.samples = pred.samples
+    record.notes.extend(pred.notes)
+    record.fallbacks.extend(pred.fallbacks)

@@ -2,114 +2,152 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dspy
 from dspy.utils.exceptions import AdapterParseError
-from scale.programs.profiles import SystemProfile
-from scale.signatures import SolveProblem, SolveStep
-from scale.signatures.solve import REASONING_DESC
 
-from scale.lm import label
-from scale.verify import extract_answer, is_equivalent
+from scale.lm import current_ledger, label
+from scale.programs.profiles import SystemProfile
+from scale.programs.records import Fallback, Sample
+from scale.programs.stopping import StopRule, majority
+from scale.signatures.solve import REASONING_DESC, SIGNATURES
+from scale.verify import extract_answer
 
 _MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an answer
 
 
-def majority(answers: list[str]) -> tuple[str, float]:
-    """The most common answer, clustering by math equivalence, and its share of ``answers``.
+@dataclass
+class Reply:
+    """One call's answer and cost, its token logprobs when asked for, and the fallback
+    taken when the reply could not be parsed."""
 
-    Empty answers never win while a non-empty one exists; ties go to the earliest cluster."""
-    clusters: list[list[str]] = []
-    for answer in answers:
-        for cluster in clusters:
-            if is_equivalent(cluster[0], answer):
-                cluster.append(answer)
-                break
-        else:
-            clusters.append([answer])
-    ranked = sorted(clusters, key=lambda c: (bool(c[0].strip()), len(c)), reverse=True)
-    best = ranked[0] if ranked else [""]
-    return best[0], len(best) / max(len(answers), 1)
+    sample: Sample
+    logprobs: list[dict] | None = None
+    fallback: Fallback | None = None
 
 
 def _answer_in_unparsed(raw: str) -> str:
-    """The answer in a reply DSPy could not parse: a ``\\boxed{}`` or 'answer:' marker, else
-    the whole reply if it is one short line; else "" (a reply cut in mid-reasoning carries
-    no answer, and passing it on as one would put it into every later step's prompt)."""
+    """The answer in a reply the adapter could not parse: a ``\\boxed{}`` or 'answer:'
+    marker, else the whole reply if it is one short line; else "" (a reply cut in
+    mid-reasoning carries no answer, and passing it on as one would put it into every
+    later step's prompt)."""
     raw = raw.strip()
     bare = "\n" not in raw and len(raw) <= _MAX_BARE_ANSWER
     return extract_answer(raw, marked_only=not bare)
 
 
-class Solver(dspy.Module):
-    """Answers with one profile: ``direct`` is a Predict, ``reasoning`` a ChainOfThought;
-    with ``samples`` > 1 the majority of that many samples wins."""
+def _token_logprobs(pred: dspy.Prediction) -> list[dict] | None:
+    logprobs = getattr(pred, "logprobs", None)
+    if hasattr(logprobs, "model_dump"):
+        logprobs = logprobs.model_dump()
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return content or None
 
-    def __init__(self, signature: type[dspy.Signature], profile: SystemProfile, system: int):
+
+class Solver(dspy.Module):
+    """Answers a whole problem (``whole``) or one step with one profile, at the profile's
+    compute level. With ``samples`` > 1 it samples until the profile's stop rule is
+    satisfied and returns the majority answer; every sample is kept in ``samples``."""
+
+    def __init__(self, profile: SystemProfile, system: int, *, whole: bool):
         super().__init__()
         self.profile = profile
         self.system = system
-        if profile.kind == "reasoning":
+        self.whole = whole
+        signature = SIGNATURES[(profile.kind, whole)]
+        if profile.kind == "direct":
+            self.predict = dspy.Predict(signature)
+        else:
             self.predict = dspy.ChainOfThought(
                 signature, rationale_field=dspy.OutputField(desc=REASONING_DESC)
             )
-        else:
-            self.predict = dspy.Predict(signature)
 
-    def sample(
+    def reply(
         self,
-        n: int,
-        temperature: float,
         *,
         step: int | None = None,
         stage: str = "solve",
-        notes: list[str] | None = None,
+        rollout: int | None = None,
+        logprobs: bool = False,
         **inputs: str,
-    ) -> list[str]:
-        """``n`` answers at ``temperature``, each a distinct (separately cached) rollout."""
-        config = {"temperature": temperature}
-        return [
-            self._call(stage, step, config | {"rollout_id": i, "seed": i}, notes, **inputs)
-            for i in range(n)
-        ]
-
-    def forward(self, step: int | None = None, **inputs: str) -> dspy.Prediction:
-        notes: list[str] = []
-        if self.profile.samples > 1:
-            answers = self.sample(
-                self.profile.samples,
-                self.profile.sample_temperature,
-                step=step,
-                notes=notes,
-                **inputs,
-            )
-            answer, share = majority(answers)
-            notes.append(f"self-consistency: {share:.2f} of {len(answers)} samples agree")
-        else:
-            answer = self._call("solve", step, {}, notes, **inputs)
-        return dspy.Prediction(answer=answer, notes=notes)
-
-    def _call(
-        self, stage: str, step: int | None, config: dict, notes: list[str] | None, **inputs: str
-    ) -> str:
+    ) -> Reply:
+        """One call: greedy, or sample ``rollout`` at the sample temperature (a distinct,
+        separately cached and seeded call per rollout)."""
+        config: dict = {}
+        if rollout is not None:
+            config = {
+                "temperature": self.profile.sample_temperature,
+                "rollout_id": rollout,
+                "seed": rollout,
+            }
+        if logprobs:
+            config["logprobs"] = True
+        ledger = current_ledger()
+        before = len(ledger.snapshot()) if ledger is not None else 0
+        fallback = None
+        calculation = None
+        content = None
         try:
             with self.profile.context(), label(stage, self.system, step):
                 pred = self.predict(**inputs, config=config)
         except AdapterParseError as exc:
             answer = _answer_in_unparsed(str(exc.lm_response or ""))
-            if notes is not None:
-                found = "extracted from" if answer else "none found in"
-                notes.append(f"unparseable answer: {found} the raw output")
-            return answer
-        # a reasoning model's own \boxed{} answer wins over a restated answer field
-        reasoning = str(getattr(pred, "reasoning", "") or "")
-        return extract_answer(reasoning if "\\boxed" in reasoning else str(pred.answer or ""))
+            fallback = Fallback.ANSWER_FROM_RAW if answer else Fallback.NO_ANSWER
+        else:
+            # a reasoning model's own \boxed{} answer wins over a restated answer field
+            reasoning = str(getattr(pred, "reasoning", "") or "")
+            boxed = "\\boxed" in reasoning
+            answer = extract_answer(reasoning if boxed else str(pred.answer or ""))
+            calculation = getattr(pred, "calculation", None)
+            content = _token_logprobs(pred)
+        calls = ledger.snapshot()[before:] if ledger is not None else []
+        sample = Sample(
+            answer,
+            prompt_tokens=sum(r.prompt_tokens for r in calls),
+            completion_tokens=sum(r.completion_tokens for r in calls),
+            seconds=round(sum(r.seconds for r in calls), 3),
+            calculation=calculation,
+        )
+        return Reply(sample, content, fallback)
 
+    def sample(
+        self,
+        rule: StopRule,
+        *,
+        step: int | None = None,
+        stage: str = "solve",
+        drawn: list[Reply] | None = None,
+        **inputs: str,
+    ) -> list[Reply]:
+        """Samples at the sample temperature until ``rule`` is satisfied, continuing
+        ``drawn`` (replies already made, e.g. an estimator's); rollout ids count on from
+        ``len(drawn)``."""
+        replies = list(drawn or [])
+        while True:
+            batch = rule.batch(len(replies))
+            if batch == 0:
+                return replies
+            for _ in range(batch):
+                replies.append(self.reply(step=step, stage=stage, rollout=len(replies), **inputs))
+            if rule.done([r.sample.answer for r in replies]):
+                return replies
 
-def step_solver(profile: SystemProfile, system: int) -> Solver:
-    """A solver of one sub-problem in context (``SolveStep``)."""
-    return Solver(SolveStep, profile, system)
-
-
-def problem_solver(profile: SystemProfile, system: int) -> Solver:
-    """A solver of a whole problem (``SolveProblem``)."""
-    return Solver(SolveProblem, profile, system)
+    def forward(self, step: int | None = None, **inputs: str) -> dspy.Prediction:
+        if self.profile.samples > 1:
+            replies = self.sample(self.profile.stop_rule, step=step, **inputs)
+            answers = [r.sample.answer for r in replies]
+            answer, share = majority(answers)
+            notes = [
+                f"self-consistency ({self.profile.stop_rule.describe()}): {share:.2f} of "
+                f"{len(answers)} samples agree"
+            ]
+        else:
+            replies = [self.reply(step=step, **inputs)]
+            answer, notes = replies[0].sample.answer, []
+        return dspy.Prediction(
+            answer=answer,
+            samples=[r.sample for r in replies],
+            notes=notes,
+            fallbacks=[r.fallback for r in replies if r.fallback is not None],
+        )

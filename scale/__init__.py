@@ -6,4 +6,4 @@ search, the optimizer); glue: ``scale.lm`` (models), ``scale.datasets``, ``scale
 (answer checking), ``scale.tracking`` (MLflow), ``scale.cli``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

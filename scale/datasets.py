@@ -363,7 +363,10 @@ def _type_name(value: object) -> str:
 
 
 def _compile_filter(field: str, wanted: object) -> Callable[[object], bool]:
-    """A predicate for one keyword filter; integer fields also accept ranges like ``"1-3"``."""
+    """A predicate for one keyword filter; integer fields also accept ranges like ``"1-3"``
+    and comma-separated text like ``"1,2,3"`` or ``"1-2,5"``."""
+    if isinstance(wanted, str) and field in _INT_FIELDS:
+        wanted = [part for part in wanted.split(",") if part.strip()] or [wanted]
     values: Iterable[object] = (
         wanted if isinstance(wanted, list | tuple | set | frozenset) else [wanted]
     )

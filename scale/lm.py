@@ -12,7 +12,7 @@ import contextvars
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -28,6 +28,8 @@ litellm.suppress_debug_info = True  # errors are reported once, by us
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 TINY_MODEL = "local/smollm2-135m"
 MAX_RETRY_WAIT = 60.0  # seconds between retries at most, whatever Retry-After asks
+DEFAULT_TIMEOUT = 300.0  # seconds one LM call may take
+DEFAULT_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,54 @@ class CallRecord:
 
 
 @dataclass
+class Usage:
+    """Token and call totals of one unit of work, split by stage and by system (``"1"``,
+    ``"2"``). Cache hits count what the original call cost; ``spent_tokens`` counts only
+    calls that reached a model."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    lm_calls: int = 0
+    cached_calls: int = 0
+    spent_tokens: int = 0
+    lm_seconds: float = 0.0
+    seconds: float = 0.0
+    by_stage: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_system: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, records: list[CallRecord], seconds: float = 0.0) -> Usage:
+        def bucket(rs: list[CallRecord]) -> dict[str, int]:
+            return {
+                "prompt_tokens": sum(r.prompt_tokens for r in rs),
+                "completion_tokens": sum(r.completion_tokens for r in rs),
+                "total_tokens": sum(r.total_tokens for r in rs),
+                "lm_calls": len(rs),
+            }
+
+        total = bucket(records)
+        return cls(
+            **total,
+            cached_calls=sum(r.cached for r in records),
+            spent_tokens=sum(r.total_tokens for r in records if not r.cached),
+            lm_seconds=round(sum(r.seconds for r in records), 3),
+            seconds=round(seconds, 3),
+            by_stage={
+                s: bucket([r for r in records if r.stage == s])
+                for s in sorted({r.stage for r in records})
+            },
+            by_system={
+                str(k): bucket([r for r in records if r.system == k])
+                for k in sorted({r.system for r in records if r.system is not None})
+            },
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class Ledger:
     """The LM calls of one unit of work (a problem, a sweep); safe to share between threads."""
 
@@ -59,36 +109,12 @@ class Ledger:
         with self._lock:
             self.records.append(record)
 
-    def summary(self) -> dict[str, Any]:
-        """Totals, and tokens/calls split by stage and by system (``"1"``/``"2"``)."""
+    def snapshot(self) -> list[CallRecord]:
         with self._lock:
-            records = list(self.records)
-        return summarize(records)
+            return list(self.records)
 
-
-def summarize(records: list[CallRecord]) -> dict[str, Any]:
-    """Token and call totals of ``records``, split by stage and by system."""
-
-    def bucket(rs: list[CallRecord]) -> dict[str, int]:
-        return {
-            "prompt_tokens": sum(r.prompt_tokens for r in rs),
-            "completion_tokens": sum(r.completion_tokens for r in rs),
-            "total_tokens": sum(r.total_tokens for r in rs),
-            "lm_calls": len(rs),
-        }
-
-    out = bucket(records)
-    out["cached_calls"] = sum(r.cached for r in records)
-    out["spent_tokens"] = sum(r.total_tokens for r in records if not r.cached)
-    out["lm_seconds"] = round(sum(r.seconds for r in records), 3)
-    out["by_stage"] = {
-        s: bucket([r for r in records if r.stage == s]) for s in sorted({r.stage for r in records})
-    }
-    out["by_system"] = {
-        str(k): bucket([r for r in records if r.system == k])
-        for k in sorted({r.system for r in records if r.system is not None})
-    }
-    return out
+    def usage(self, seconds: float = 0.0) -> Usage:
+        return Usage.of(self.snapshot(), seconds)
 
 
 _ledger: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar("ledger", default=None)
@@ -114,9 +140,20 @@ def current_ledger() -> Ledger | None:
 
 
 @contextlib.contextmanager
-def label(stage: str, system: int | None = None, step: int | None = None) -> Iterator[None]:
-    """Attribute the LM calls made inside the block to ``stage`` (and ``system``, ``step``)."""
-    token = _label.set((stage, system, step))
+def label(
+    stage: str | None = None, system: int | None = None, step: int | None = None
+) -> Iterator[None]:
+    """Attribute the LM calls made inside the block to ``stage`` (and ``system``, ``step``).
+    Labels nest: an inner stage refines the outer one (``gate/assess``), and an inner label
+    that leaves ``system`` or ``step`` unset keeps the outer value."""
+    outer_stage, outer_system, outer_step = _label.get()
+    if stage is None:
+        stage = outer_stage
+    elif outer_stage != "other":
+        stage = f"{outer_stage}/{stage}"
+    token = _label.set(
+        (stage, outer_system if system is None else system, outer_step if step is None else step)
+    )
     try:
         yield
     finally:
@@ -172,6 +209,65 @@ def _cap_retry_wait() -> None:
 
 
 _cap_retry_wait()
+
+
+def _bound_calls() -> None:
+    """litellm's ``timeout`` bounds each read, so a server sending a byte every few
+    seconds could hold a call forever. Each attempt DSPy makes through litellm is given a
+    wall-clock deadline of its ``timeout``: past it the attempt fails as a timeout (and is
+    retried like one) while the abandoned request ends in a daemon thread."""
+    from dspy.clients import lm as lm_module
+
+    original = lm_module.litellm_completion
+    if getattr(original, "_bounded", False):
+        return
+
+    def completion(request: dict[str, Any], num_retries: int, cache: Any = None) -> Any:
+        timeout = request.get("timeout")
+        if not timeout or request.get("stream"):
+            return original(request=request, num_retries=num_retries, cache=cache)
+        box: dict[str, Any] = {}
+        context = contextvars.copy_context()
+
+        def call() -> None:
+            try:
+                box["value"] = context.run(
+                    original, request=request, num_retries=num_retries, cache=cache
+                )
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+
+        worker = threading.Thread(target=call, daemon=True, name="scale-lm-call")
+        worker.start()
+        worker.join(float(timeout))
+        if worker.is_alive():
+            raise litellm.exceptions.Timeout(
+                message=f"no complete reply within the {timeout:g} s deadline",
+                model=str(request.get("model")),
+                llm_provider="scale",
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    completion._bounded = True  # type: ignore[attr-defined]
+    lm_module.litellm_completion = completion
+
+
+_bound_calls()
+
+
+def _key_cache_on_endpoint() -> None:
+    """DSPy leaves ``api_base`` out of its cache keys, so the same model string served by
+    two servers (or two quantizations behind one name) would share answers. The endpoint
+    is made part of every key; the API key and the timeout (which change no answer) stay
+    out."""
+    from dspy.clients import execution
+
+    execution.IGNORED_CACHE_KEYS[:] = ["api_key", "timeout"]
+
+
+_key_cache_on_endpoint()
 
 
 class AccountedLM(dspy.LM):
@@ -233,8 +329,8 @@ def make_lm(
     max_tokens: int = 1024,
     api_base: str | None = None,
     api_key: str | None = None,
-    timeout: float = 120.0,
-    num_retries: int = 3,
+    timeout: float = DEFAULT_TIMEOUT,
+    num_retries: int = DEFAULT_RETRIES,
     cache: bool = True,
     **kwargs: Any,
 ) -> AccountedLM:
@@ -242,14 +338,22 @@ def make_lm(
 
     Temperature and max_tokens are always sent. ``api_base``/``api_key`` point at any
     OpenAI-compatible server (vLLM, llama.cpp's server, Ollama); a dummy key is used if none
-    is given. Calls that fail transiently are retried ``num_retries`` times with backoff.
+    is given. Each attempt has a wall-clock deadline of ``timeout`` seconds; calls that fail
+    transiently are retried ``num_retries`` times with backoff. The endpoint (``api_base``;
+    ``local://RUNTIME`` for local models) is part of the cache key.
     """
     check_model(model)
+    client: dict[str, Any] = {}
     if model.startswith(f"{local.PROVIDER}/"):
+        if api_base:
+            raise local.ModelError(
+                f"{model} runs locally; --api-base is for models served elsewhere (to use a "
+                "server of your own, name it as openai/MODEL with --api-base URL)"
+            )
         local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
-    client: dict[str, Any] = {}
-    if api_base:
+        client = {"api_base": f"local://{local.runtime_name()}"}
+    elif api_base:
         client = {"api_base": api_base, "api_key": api_key or "not-needed"}
     elif api_key:
         client = {"api_key": api_key}

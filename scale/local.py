@@ -7,8 +7,11 @@ Model strings (``dspy.LM("local/...")``):
 - ``local/PATH.gguf``: any GGUF file;
 - ``local/hf:REPO/FILE.gguf``: a file from the Hugging Face hub (needs network).
 
-One ``Llama`` per model file per process, shared by every LM that names it; calls are
-serialized with one lock because a llama.cpp context is not thread-safe.
+Two runtimes (``SCALE_LOCAL_RUNTIME`` or ``set_runtime``): ``inproc`` (the default) loads
+one ``Llama`` per model file in this process, shared by every LM that names it, with calls
+serialized by one lock because a llama.cpp context is not thread-safe; ``server`` runs the
+file behind a managed ``llama-server`` with parallel slots (``scale.llama_server``). The
+runtime is part of each call's cache key (as its ``api_base``, ``local://RUNTIME``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from tqdm import tqdm
 
 PROVIDER = "local"
 DEFAULT_N_CTX = 8192
+RUNTIMES = ("inproc", "server")
+_runtime: str | None = None
 
 
 class ModelError(RuntimeError):
@@ -237,8 +242,34 @@ def _hub_path(spec: str) -> Path:
         ) from None
 
 
+def runtime_name() -> str:
+    """The local runtime in use: ``set_runtime``'s choice, else ``$SCALE_LOCAL_RUNTIME``,
+    else ``inproc``."""
+    name = _runtime or os.environ.get("SCALE_LOCAL_RUNTIME") or "inproc"
+    if name not in RUNTIMES:
+        raise ModelError(f"SCALE_LOCAL_RUNTIME must be one of {', '.join(RUNTIMES)}, got {name!r}")
+    return name
+
+
+def set_runtime(name: str | None) -> None:
+    """Choose the local runtime for LMs built from now on (None: back to the default)."""
+    global _runtime
+    if name is not None and name not in RUNTIMES:
+        raise ModelError(f"the local runtime must be one of {', '.join(RUNTIMES)}, got {name!r}")
+    _runtime = name
+
+
+_resolved: dict[str, Path] = {}
+
+
 def resolve(name: str) -> Path:
-    """Map the part after ``local/`` to a GGUF file on disk."""
+    """Map the part after ``local/`` to a GGUF file on disk (found once per process)."""
+    if name not in _resolved:
+        _resolved[name] = _resolve(name)
+    return _resolved[name]
+
+
+def _resolve(name: str) -> Path:
     if name in PACKAGED_MODELS:
         return packaged_path(PACKAGED_MODELS[name])
     if name.startswith("hf:"):
@@ -301,11 +332,16 @@ class _Runtime:
         return self._models[key]
 
     def close(self) -> None:
-        """Free every loaded model (at exit, before the interpreter tears llama.cpp down)."""
-        with self.lock:
+        """Free every loaded model (at exit, before the interpreter tears llama.cpp down);
+        a call still running in an abandoned thread keeps its model (the process frees it)."""
+        if not self.lock.acquire(timeout=1.0):
+            return
+        try:
             for llm in self._models.values():
                 llm.close()
             self._models.clear()
+        finally:
+            self.lock.release()
 
 
 RUNTIME = _Runtime()
@@ -351,11 +387,20 @@ class LlamaCppProvider(CustomLLM):
         params = {k: v for k, v in optional_params.items() if k in _PASSED and v is not None}
         if params.get("max_tokens") is None:
             params["max_tokens"] = 512
-        want_logprobs = bool(params.get("logprobs") or params.get("top_logprobs"))
         if params.get("top_logprobs") and not params.get("logprobs"):
             params["logprobs"] = True
-        started = time.perf_counter()
+        timeout = float(kwargs.get("timeout") or optional_params.get("timeout") or 600.0)
+        if (api_base or "").removeprefix("local://") == "server":
+            result, seconds = self._on_server(path, messages, params, timeout)
+        else:
+            result, seconds = self._in_process(path, messages, params)
+        return _response(model, result, seconds)
+
+    @staticmethod
+    def _in_process(path: Path, messages: list, params: dict) -> tuple[dict, float]:
+        want_logprobs = bool(params.get("logprobs"))
         with RUNTIME.lock:
+            started = time.perf_counter()  # after the lock: queueing is not model time
             llm = RUNTIME.get(path, logits_all=want_logprobs)
             try:
                 result = llm.create_chat_completion(messages=messages, **params)
@@ -363,29 +408,60 @@ class LlamaCppProvider(CustomLLM):
                 raise CustomLLMError(
                     status_code=500, message=f"llama.cpp failed: {type(exc).__name__}: {exc}"
                 ) from exc
-        choice = result["choices"][0]
-        usage = result.get("usage") or {}
-        response = litellm.ModelResponse(
-            model=model,
-            choices=[
-                {
-                    "index": 0,
-                    "finish_reason": choice.get("finish_reason") or "stop",
-                    "message": {
-                        "role": "assistant",
-                        "content": choice["message"].get("content") or "",
-                    },
-                    "logprobs": choice.get("logprobs"),
-                }
-            ],
-            usage={
-                "prompt_tokens": usage.get("prompt_tokens", 0),
-                "completion_tokens": usage.get("completion_tokens", 0),
-                "total_tokens": usage.get("total_tokens", 0),
-            },
-        )
-        response._hidden_params["local_seconds"] = time.perf_counter() - started
-        return response
+            return result, time.perf_counter() - started
+
+    @staticmethod
+    def _on_server(path: Path, messages: list, params: dict, timeout: float) -> tuple[dict, float]:
+        from scale.llama_server import SERVERS, ServerError
+
+        if "response_format" in params:  # llama-server takes the schema as json_schema
+            params = dict(params)
+            fmt = params.pop("response_format") or {}
+            if fmt.get("schema"):
+                params["json_schema"] = fmt["schema"]
+        server = SERVERS.get(path, n_ctx=int(os.environ.get("SCALE_LOCAL_N_CTX", DEFAULT_N_CTX)))
+        started = time.perf_counter()
+        try:
+            result = server.complete(messages, params, timeout)
+        except ServerError as exc:
+            raise CustomLLMError(status_code=503, message=str(exc)) from None
+        except OSError as exc:
+            raise CustomLLMError(
+                status_code=503, message=f"llama-server unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+        # the server's own timing excludes time queued for a slot
+        timings = result.get("timings") or {}
+        busy = (timings.get("prompt_ms") or 0) + (timings.get("predicted_ms") or 0)
+        return result, busy / 1000 if busy else time.perf_counter() - started
+
+
+def _response(model: str, result: dict, seconds: float) -> litellm.ModelResponse:
+    choice = result["choices"][0]
+    usage = result.get("usage") or {}
+    response = litellm.ModelResponse(
+        model=model,
+        choices=[
+            {
+                "index": 0,
+                "finish_reason": choice.get("finish_reason") or "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": (choice.get("message") or {}).get("content") or "",
+                },
+                "logprobs": choice.get("logprobs"),
+            }
+        ],
+        usage={
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+        },
+    )
+    response._hidden_params["local_seconds"] = seconds
+    timings = result.get("timings") or {}
+    if "cache_n" in timings:
+        response._hidden_params["prompt_evaluated"] = timings.get("prompt_n", 0)
+    return response
 
 
 def register() -> None:

@@ -9,37 +9,78 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+AXES = {
+    "tokens_per_problem": "tokens per problem (all calls)",
+    "seconds_per_problem": "wall seconds per problem",
+}
+
+
+def pareto(points: Sequence[dict[str, Any]], x: str) -> list[dict[str, Any]]:
+    """The points no other point beats on both accuracy (higher) and ``x`` (lower)."""
+    front = [
+        p
+        for p in points
+        if not any(
+            o["accuracy"] >= p["accuracy"]
+            and o[x] <= p[x]
+            and (o["accuracy"] > p["accuracy"] or o[x] < p[x])
+            for o in points
+        )
+    ]
+    return sorted(front, key=lambda p: p[x])
+
 
 def tradeoff_plot(
     points: Sequence[dict[str, Any]],
     path: str | Path,
     *,
     title: str,
-    front: Sequence[dict[str, Any]] = (),
+    x: str = "tokens_per_problem",
+    front: Sequence[dict[str, Any]] | None = None,
 ) -> Path:
-    """Scatter accuracy against tokens per problem; each point needs ``label``,
-    ``tokens_per_problem``, ``accuracy`` and optionally ``ci95``; ``front`` is drawn as a
-    line (the Pareto front)."""
-    fig = Figure(figsize=(7, 4.5))
+    """Accuracy against ``x`` (tokens or seconds per problem). Each point needs ``label``,
+    ``accuracy``, ``x`` and optionally ``ci95`` and ``family``: points of one family (e.g.
+    vote@1..8) are joined into a curve. The Pareto front (``front``, by default computed
+    from the points) is drawn dashed."""
+    fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    families: dict[str, list[dict[str, Any]]] = {}
     for point in points:
-        x, y = point["tokens_per_problem"], point["accuracy"]
-        ci = point.get("ci95")
-        yerr = [[y - ci[0]], [ci[1] - y]] if ci else None
-        ax.errorbar(x, y, yerr=yerr, fmt="o", capsize=3, alpha=0.85)
-        ax.annotate(point["label"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        families.setdefault(point.get("family") or point["label"], []).append(point)
+    for family, members in families.items():
+        members = sorted(members, key=lambda p: p[x])
+        xs, ys = [p[x] for p in members], [p["accuracy"] for p in members]
+        if len(members) > 1:
+            ax.plot(xs, ys, "-o", markersize=4, alpha=0.8, label=family)
+            for p in (members[0], members[-1]):
+                ax.annotate(
+                    p["label"],
+                    (p[x], p["accuracy"]),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+            continue
+        p = members[0]
+        ci = p.get("ci95")
+        yerr = [[p["accuracy"] - ci[0]], [ci[1] - p["accuracy"]]] if ci else None
+        ax.errorbar(xs[0], ys[0], yerr=yerr, fmt="o", capsize=3, alpha=0.85)
+        ax.annotate(
+            p["label"], (xs[0], ys[0]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+    front = pareto(points, x) if front is None else front
     if front:
-        ordered = sorted(front, key=lambda p: p["tokens_per_problem"])
+        ordered = sorted(front, key=lambda p: p[x])
         ax.plot(
-            [p["tokens_per_problem"] for p in ordered],
+            [p[x] for p in ordered],
             [p["accuracy"] for p in ordered],
             "k--",
             linewidth=1,
             label="Pareto front",
         )
-        ax.legend(loc="lower right")
-    ax.set_xlabel("tokens per problem (all calls)")
+    ax.legend(loc="lower right", fontsize=7)
+    ax.set_xlabel(AXES.get(x, x))
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)

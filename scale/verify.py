@@ -59,24 +59,31 @@ _SENTENCE_END = re.compile(r"\.\s+(?=[A-Z])")
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}``/``\\fbox{...}`` (linear scan)."""
-    content_start = {m.end() - 1: m.end() for m in _BOX_OPEN.finditer(text)}
-    if not content_start:
+def last_boxed_span(text: str) -> tuple[int, int, int] | None:
+    """Where the last complete ``\\boxed{...}``/``\\fbox{...}`` is: (start of the command,
+    start of its content, end of its content); None if there is none (linear scan)."""
+    opened = {m.end() - 1: (m.start(), m.end()) for m in _BOX_OPEN.finditer(text)}
+    if not opened:
         return None
-    stack: list[int] = []
-    best: tuple[int, int] | None = None
+    stack: list[tuple[int, int] | None] = []
+    best: tuple[int, int, int] | None = None
     for token in _BRACE_TOKEN.finditer(text):
         if token.group() == "{":
-            stack.append(content_start.get(token.start(), -1))
+            stack.append(opened.get(token.start()))
         elif token.group() == "}" and stack:
-            start = stack.pop()
-            if start >= 0 and (best is None or start > best[0]):
-                best = (start, token.start())
-    return None if best is None else text[best[0] : best[1]]
+            box = stack.pop()
+            if box is not None and (best is None or box[1] > best[1]):
+                best = (box[0], box[1], token.start())
+    return best
 
 
-def _strip_wrappers(answer: str) -> str:
+def _last_boxed(text: str) -> str | None:
+    """Content of the last complete ``\\boxed{...}``/``\\fbox{...}``."""
+    span = last_boxed_span(text)
+    return None if span is None else text[span[1] : span[2]]
+
+
+def strip_wrappers(answer: str) -> str:
     """Drop surrounding math delimiters, Markdown bold and a trailing period."""
     previous = None
     while answer != previous:
@@ -101,14 +108,14 @@ def extract_answer(text: str, *, marked_only: bool = False) -> str:
     text = text if isinstance(text, str) else str(text)
     boxed = _last_boxed(text)
     if boxed is not None:
-        return _strip_wrappers(boxed)
+        return strip_wrappers(boxed)
     markers = list(_ANSWER_MARKER.finditer(text))
     if markers:
         tail = text[markers[-1].end() :].strip()
         text = _SENTENCE_END.split(tail.splitlines()[0] if tail else "", maxsplit=1)[0]
     elif marked_only:
         return ""
-    return _strip_wrappers(text)
+    return strip_wrappers(text)
 
 
 # --- in-process comparisons -----------------------------------------------------------

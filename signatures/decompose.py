@@ -9,11 +9,12 @@ class Decompose(dspy.Signature):
     Each sub-problem states WHAT to establish (a quantity, a value, an expression), not how,
     and solves nothing: no numbers are computed in it. Later sub-problems may rely on the
     results of earlier ones. The last sub-problem is exactly the question the problem asks.
-    Use as few sub-problems as the problem needs (usually 2 to 4)."""
+    Use as few sub-problems as the problem needs (usually 2 to 4), written as a numbered
+    list, one per line."""
 
     problem: str = dspy.InputField()
     subproblems: list[str] = dspy.OutputField(
-        desc="ordered sub-problems; the last one is the question actually asked"
+        desc="the sub-problems in order, the last one being the question actually asked"
     )
 
 

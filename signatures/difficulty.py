@@ -16,7 +16,7 @@ class AssessDifficulty(dspy.Signature):
     problem: str = dspy.InputField()
     earlier_steps: str = dspy.InputField(desc="earlier sub-problems, with answers where known")
     subproblem: str = dspy.InputField(desc="the sub-problem to rate")
-    difficulty: float = dspy.OutputField(desc="a number between 0 and 1")
+    difficulty: float = dspy.OutputField(desc="the difficulty, a number between 0 and 1")
 
 
 class AssessDifficulties(dspy.Signature):
@@ -27,5 +27,5 @@ class AssessDifficulties(dspy.Signature):
     problem: str = dspy.InputField()
     subproblems: list[str] = dspy.InputField()
     difficulties: list[float] = dspy.OutputField(
-        desc="one number between 0 and 1 per sub-problem, in the same order"
+        desc="one difficulty (a number between 0 and 1) per sub-problem, as a numbered list"
     )

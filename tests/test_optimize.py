@@ -10,6 +10,8 @@ import time
 import dspy
 import pytest
 from conftest import chat
+
+from scale.cli import main
 from scale.optimizers import (
     CostAware,
     SCALEOptimizer,
@@ -22,8 +24,6 @@ from scale.optimizers import (
     search_routing,
 )
 from scale.programs import SCALE, MathProgram, Routing, Step, system1, system2
-
-from scale.cli import main
 
 # Step 1 of problem X has difficulty D[X]; System 1 gets it right only below 0.4, System 2
 # always; the final step is right exactly when the context holds the right step-1 answer.
@@ -626,10 +626,9 @@ def test_estimators_record_a_failing_problem_and_go_on(world):
 @pytest.mark.parametrize("which", ["mipro", "gepa"])
 def test_mipro_and_gepa_compile_end_to_end(which, tmp_path):
     """Both DSPy optimizers run inside SCALEOptimizer against a real HTTP model server."""
-    from scale.programs import build_program, save_program
-
     from scale.datasets import load_dataset
     from scale.fakeserver import FakeServer
+    from scale.programs import build_program, save_program
 
     examples = load_dataset("gsm8k", n=6, seed=3)
     for example in examples:

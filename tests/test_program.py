@@ -7,6 +7,7 @@ import math
 
 import pytest
 from conftest import COMPLETION_TOKENS, PROMPT_TOKENS, ScriptedText, chat
+
 from scale.programs import (
     SCALE,
     CoT,

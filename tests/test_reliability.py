@@ -20,15 +20,15 @@ from typing import Any
 
 import dspy
 import pytest
-from scale.optimizers.evaluate import ResultsWriter, evaluate, read_results
-from scale.programs import build_program, read_program, save_program
-from scale.programs.io import atomic_write_text
 
 import scale.lm
 from scale import local
 from scale.cli import main
 from scale.fakeserver import FAULTS, FakeServer, FaultPlan
 from scale.lm import make_lm
+from scale.optimizers.evaluate import ResultsWriter, evaluate, read_results
+from scale.programs import build_program, read_program, save_program
+from scale.programs.io import atomic_write_text
 
 RETRIED = ("http500", "http429", "reset", "slow")  # resent by DSPy; unparseable replies are not
 SLACK = 0.05  # seconds of timer jitter allowed on lower bounds

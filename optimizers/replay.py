@@ -1,0 +1,81 @@
+"""Voting methods replayed from stored samples: one run of k samples per problem, in
+order, yields vote@1..k, Adaptive-Consistency at any confidence and ESC at any window,
+exactly as sampling them online would (the same rollouts, in the same order)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from scale.optimizers.results import ResultRow
+from scale.programs.stopping import StopRule, majority
+from scale.verify import is_equivalent
+
+
+def stored_answers(row: ResultRow) -> list[dict]:
+    """The ordered samples of a voting row (its single step's ``samples``)."""
+    if row.error or len(row.steps) != 1:
+        return []
+    return list(row.steps[0].get("samples") or [])
+
+
+def replay(row: ResultRow, rule: StopRule) -> ResultRow:
+    """The row ``rule`` would have produced from ``row``'s samples: its answer, correctness
+    and the tokens of the samples it would have drawn. Rows with an error stay as they are."""
+    samples = stored_answers(row)
+    if not samples:
+        return row
+    drawn = rule.replay([s["answer"] for s in samples])
+    used = samples[:drawn]
+    answer, share = majority([s["answer"] for s in used])
+    prompt = sum(s.get("prompt_tokens", 0) for s in used)
+    completion = sum(s.get("completion_tokens", 0) for s in used)
+    step = dict(row.steps[0])
+    step |= {
+        "answer": answer,
+        "samples": used,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "lm_calls": drawn,
+        "seconds": round(sum(s.get("seconds", 0.0) for s in used), 3),
+        "notes": [f"replayed {rule.describe()}: {share:.2f} of {drawn} samples agree"],
+    }
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "lm_calls": drawn,
+        "cached_calls": 0,
+        "spent_tokens": prompt + completion,
+        "lm_seconds": step["seconds"],
+        "seconds": step["seconds"],
+        "by_stage": {
+            "solve": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "lm_calls": drawn,
+            }
+        },
+        "by_system": {
+            "2": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "lm_calls": drawn,
+            }
+        },
+    }
+    return replace(
+        row,
+        predicted=answer,
+        correct=is_equivalent(row.gold, answer),
+        steps=[step],
+        usage=usage,
+        seconds=step["seconds"],
+        notes=[],
+    )
+
+
+def replay_rows(rows: list[ResultRow], rule: StopRule) -> list[ResultRow]:
+    """``replay`` over every row."""
+    return [replay(row, rule) for row in rows]

@@ -1,0 +1,402 @@
+"""Stage 2: difficulty estimators, one interface, looked up by name.
+
+An estimator turns ``Evidence`` about a step (or a whole problem) into a ``Rating``: a score
+in [0, 1] (None = unknown, treated as hardest) and, when its calls produced one, System 1's
+answer, kept if the step stays on System 1. Evidence is made on first request and shared,
+so estimators combined with ``+`` pay for System 1's greedy reply once.
+
+- ``self``: the model states a number (the paper); ``logprob``: that number's expected value
+  under the token distribution. Both rate every step up front (``online = False``).
+- ``agreement``: System 1's greedy reply plus ``m - 1`` samples; 1 - the majority's share.
+- ``confidence``: how sure System 1 was of its greedy reply, from token logprobs (1 - the
+  geometric-mean token probability over its least confident window); ``confidence-mean``:
+  over the whole reply.
+- ``check``: System 1's calculation evaluated exactly (``scale.calc``) against its answer:
+  0 when it matches, 0.9 when it cannot be read, 1 when it gives another value.
+- ``none``: no calls; every step counts as hardest.
+- ``a+b``: the highest of the parts' scores (any part's doubt escalates).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+from scale.calc import check
+from scale.lm import label
+from scale.programs.logprobs import expected_scores, trace_confidence
+from scale.programs.profiles import SystemProfile
+from scale.programs.records import Fallback, Rating, Step
+from scale.programs.solve import Reply, Solver
+from scale.programs.stopping import majority
+from scale.signatures import AssessDifficulties, AssessDifficulty
+
+if TYPE_CHECKING:
+    from scale.programs.scale import SCALE
+
+UNREADABLE_CALCULATION = 0.9
+
+
+def clamp_score(value: Any) -> Rating:
+    """A rating from a stated score: clamped into [0, 1]; missing or NaN -> None (hard)."""
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return Rating(
+            None,
+            notes=[f"difficulty {value!r} unusable: treated as hard"],
+            fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
+        )
+    if math.isnan(score):
+        return Rating(
+            None,
+            notes=["difficulty NaN: treated as hard"],
+            fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
+        )
+    if not 0.0 <= score <= 1.0:
+        return Rating(
+            min(1.0, max(0.0, score)),
+            notes=[f"difficulty {score} clamped"],
+            fallbacks=[Fallback.DIFFICULTY_CLAMPED],
+        )
+    return Rating(score)
+
+
+class Evidence:
+    """What System 1 says about one step (or the whole problem), asked on first request
+    and shared by the estimators rating it: its greedy reply (with token logprobs when an
+    estimator needs them) and further samples."""
+
+    def __init__(
+        self,
+        solver: Solver,
+        *,
+        problem: str,
+        subproblem: str,
+        earlier: str,
+        step: int | None,
+        logprobs: bool = False,
+    ):
+        self.solver = solver
+        self.problem = problem
+        self.subproblem = subproblem
+        self.earlier = earlier
+        self.step = step
+        self.logprobs = logprobs
+        self._replies: list[Reply] = []
+
+    @property
+    def whole(self) -> bool:
+        return self.solver.whole
+
+    def _inputs(self) -> dict[str, str]:
+        if self.whole:
+            return {"problem": self.problem}
+        return {
+            "problem": self.problem,
+            "earlier_steps": self.earlier,
+            "subproblem": self.subproblem,
+        }
+
+    def greedy(self) -> Reply:
+        """System 1's greedy reply (one call, made once)."""
+        if not self._replies:
+            self._replies.append(
+                self.solver.reply(
+                    step=self.step, stage="assess", logprobs=self.logprobs, **self._inputs()
+                )
+            )
+        return self._replies[0]
+
+    def samples(self, m: int) -> list[Reply]:
+        """The greedy reply and ``m - 1`` samples at the sample temperature."""
+        self.greedy()
+        while len(self._replies) < m:
+            self._replies.append(
+                self.solver.reply(
+                    step=self.step, stage="assess", rollout=len(self._replies), **self._inputs()
+                )
+            )
+        return self._replies[:m]
+
+
+class Estimator:
+    """Rates one step or problem from its ``Evidence``. ``online`` estimators need the
+    earlier steps' answers (they run System 1 in context), so they rate each step when it
+    runs; the others can rate every step up front with ``plan``."""
+
+    name = "estimator"
+    online = True
+    logprobs = False  # whether the greedy reply must carry token logprobs
+
+    def rate(self, evidence: Evidence) -> Rating:
+        raise NotImplementedError
+
+    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
+        """Ratings of all steps before any is solved. The default runs System 1 through
+        the steps in order, each in the context of System 1's own earlier answers
+        (``evidence(index, earlier_steps)`` makes a step's evidence)."""
+        ratings: list[Rating] = []
+        steps: list[Step] = []
+        for i, subproblem in enumerate(subproblems):
+            rating = self.rate(evidence(i, steps))
+            ratings.append(rating)
+            steps.append(Step(subproblem, answer=rating.answer or ""))
+        return ratings
+
+
+class NoEstimate(Estimator):
+    """No calls: every step and problem counts as hardest."""
+
+    name = "none"
+    online = False
+
+    def rate(self, evidence: Evidence) -> Rating:
+        return Rating(None)
+
+    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
+        return [Rating(None) for _ in subproblems]
+
+
+class Assessor(dspy.Module):
+    """The predictors the model states difficulties with: one step per call, or all steps
+    in one call (``batched``)."""
+
+    def __init__(self, profile: SystemProfile, batched: bool = True, top_logprobs: int = 10):
+        super().__init__()
+        self.profile = profile
+        self.batched = batched
+        self.top_logprobs = top_logprobs
+        self.assess = dspy.Predict(AssessDifficulty)
+        self.assess_all = dspy.Predict(AssessDifficulties)
+
+    def config(self, logprobs: bool) -> dict:
+        return {"logprobs": True, "top_logprobs": self.top_logprobs} if logprobs else {}
+
+
+class Stated(Estimator):
+    """``self``: the stated score; ``logprob``: its expected value from token logprobs
+    (the stated score, with a note, where the backend returns none)."""
+
+    online = False
+
+    def __init__(self, assessor: Assessor, *, logprobs: bool):
+        self.assessor = assessor
+        self.use_logprobs = logprobs
+        self.name = "logprob" if logprobs else "self"
+
+    def rate(self, evidence: Evidence) -> Rating:
+        assessor = self.assessor
+        try:
+            with assessor.profile.context(), label("assess", None, evidence.step):
+                pred = assessor.assess(
+                    problem=evidence.problem,
+                    earlier_steps=evidence.earlier,
+                    subproblem=evidence.subproblem,
+                    config=assessor.config(self.use_logprobs),
+                )
+        except (AdapterParseError, ValueError) as exc:
+            return Rating(
+                None,
+                notes=[f"difficulty unparseable ({type(exc).__name__}): treated as hard"],
+                fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
+            )
+        if self.use_logprobs:
+            scores = _expected(pred)
+            if scores:
+                return Rating(scores[0])
+            rating = clamp_score(pred.difficulty)
+            rating.notes.append("no logprobs from this backend: stated score used")
+            rating.fallbacks.append(Fallback.NO_LOGPROBS)
+            return rating
+        return clamp_score(pred.difficulty)
+
+    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
+        if not self.assessor.batched:
+            return [
+                self.rate(evidence(i, [Step(s) for s in subproblems[:i]]))
+                for i, s in enumerate(subproblems)
+            ]
+        assessor = self.assessor
+        try:
+            with assessor.profile.context(), label("assess"):
+                pred = assessor.assess_all(
+                    problem=problem,
+                    subproblems=subproblems,
+                    config=assessor.config(self.use_logprobs),
+                )
+        except (AdapterParseError, ValueError) as exc:
+            note = f"difficulties unparseable ({type(exc).__name__}): treated as hard"
+            return [
+                Rating(None, notes=[note], fallbacks=[Fallback.DIFFICULTY_UNUSABLE])
+                for _ in subproblems
+            ]
+        return self._batch_ratings(pred, len(subproblems))
+
+    def _batch_ratings(self, pred: dspy.Prediction, n: int) -> list[Rating]:
+        if self.use_logprobs:
+            scores = _expected(pred)
+            if scores is not None and len(scores) == n:
+                return [Rating(s) for s in scores]
+        values = pred.difficulties if isinstance(pred.difficulties, list) else []
+        ratings = [clamp_score(v) for v in values[:n]]
+        ratings += [Rating(None) for _ in range(n - len(ratings))]
+        notes, fallbacks = [], []
+        if len(values) != n:
+            extra = ": missing ones treated as hard" if len(values) < n else ": extra ones ignored"
+            notes.append(f"{len(values)} difficulties for {n} steps{extra}")
+            fallbacks.append(Fallback.DIFFICULTY_COUNT)
+        if self.use_logprobs:
+            notes.append("logprobs unusable for this output: stated scores used")
+            fallbacks.append(Fallback.NO_LOGPROBS)
+        for rating in ratings:
+            rating.notes.extend(notes)
+            rating.fallbacks.extend(fallbacks)
+        return ratings
+
+
+def _expected(pred: dspy.Prediction) -> list[float] | None:
+    """Expected scores from the prediction's token logprobs, or None if it has none."""
+    logprobs = getattr(pred, "logprobs", None)
+    if hasattr(logprobs, "model_dump"):
+        logprobs = logprobs.model_dump()
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not content:
+        return None
+    text = "".join(entry["token"] for entry in content)
+    anchor = text.find("difficult")
+    return expected_scores(content, anchor + len("difficult") if anchor >= 0 else 0)
+
+
+class Agreement(Estimator):
+    """System 1's greedy reply and ``m - 1`` samples: difficulty = 1 - the majority's
+    share; the majority answer rides along."""
+
+    name = "agreement"
+
+    def __init__(self, m: int = 3):
+        if m < 2:
+            raise ValueError("the agreement estimator needs m >= 2 replies")
+        self.m = m
+
+    def rate(self, evidence: Evidence) -> Rating:
+        answers = [r.sample.answer for r in evidence.samples(self.m)]
+        answer, share = majority(answers)
+        return Rating(
+            round(1.0 - share, 6),
+            answer=answer,
+            context=evidence.earlier,
+            notes=[f"System 1 replies: {answers}"],
+        )
+
+
+class Confidence(Estimator):
+    """1 - the geometric-mean probability of the tokens of System 1's greedy reply, over
+    its least confident window (``tail``) or the whole reply."""
+
+    logprobs = True
+
+    def __init__(self, *, tail: bool = True):
+        self.tail = tail
+        self.name = "confidence" if tail else "confidence-mean"
+
+    def rate(self, evidence: Evidence) -> Rating:
+        reply = evidence.greedy()
+        found = trace_confidence(reply.logprobs) if reply.logprobs else None
+        if found is None:
+            return Rating(
+                None,
+                answer=reply.sample.answer,
+                context=evidence.earlier,
+                notes=["no logprobs from this backend: treated as hard"],
+                fallbacks=[Fallback.NO_LOGPROBS],
+            )
+        mean, lowest = found
+        score = 1.0 - math.exp(lowest if self.tail else mean)
+        return Rating(round(score, 6), answer=reply.sample.answer, context=evidence.earlier)
+
+
+class Check(Estimator):
+    """System 1's calculation against its answer (``scale.calc.check``)."""
+
+    name = "check"
+    SCORES: ClassVar[dict[str, float]] = {
+        "match": 0.0,
+        "unparseable": UNREADABLE_CALCULATION,
+        "mismatch": 1.0,
+    }
+
+    def rate(self, evidence: Evidence) -> Rating:
+        sample = evidence.greedy().sample
+        result = check(sample.calculation or "", sample.answer)
+        notes = [f"calculation {sample.calculation!r}: {result.status}"]
+        if result.reason:
+            notes[0] += f" ({result.reason})"
+        return Rating(
+            self.SCORES[result.status],
+            answer=sample.answer,
+            context=evidence.earlier,
+            notes=notes,
+        )
+
+
+class Combined(Estimator):
+    """Several estimators on the same evidence: the highest score wins (an unknown one
+    counts as hardest); the first answer any part produced rides along."""
+
+    def __init__(self, parts: list[Estimator]):
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.online = any(p.online for p in parts)
+        self.logprobs = any(p.logprobs for p in parts)
+
+    def rate(self, evidence: Evidence) -> Rating:
+        ratings = [p.rate(evidence) for p in self.parts]
+        scores = [r.difficulty for r in ratings]
+        difficulty = None if any(s is None for s in scores) else max(scores)
+        answer = next((r.answer for r in ratings if r.answer is not None), None)
+        context = next((r.context for r in ratings if r.answer is not None), None)
+        return Rating(
+            difficulty,
+            answer=answer,
+            context=context,
+            notes=[n for r in ratings for n in r.notes],
+            fallbacks=[f for r in ratings for f in r.fallbacks],
+        )
+
+
+Factory = Callable[["SCALE"], Estimator]
+ESTIMATORS: dict[str, Factory] = {
+    "none": lambda program: NoEstimate(),
+    "self": lambda program: Stated(program.assessor, logprobs=False),
+    "logprob": lambda program: Stated(program.assessor, logprobs=True),
+    "agreement": lambda program: Agreement(program.agreement_samples),
+    "confidence": lambda program: Confidence(tail=True),
+    "confidence-mean": lambda program: Confidence(tail=False),
+    "check": lambda program: Check(),
+}
+NO_ESTIMATE = "none"
+
+
+def check_estimator(name: str) -> str:
+    """``name`` if it names a registered estimator or a ``+`` combination of them."""
+    parts = name.split("+") if isinstance(name, str) else [name]
+    unknown = [p for p in parts if p not in ESTIMATORS]
+    if unknown or (len(parts) > 1 and NO_ESTIMATE in parts) or len(set(parts)) != len(parts):
+        raise ValueError(
+            f"unknown estimator {name!r}: use one of {', '.join(ESTIMATORS)}, or several "
+            "joined with '+' (e.g. agreement+check)"
+        )
+    return name
+
+
+def build_estimator(name: str, program: SCALE) -> Estimator:
+    """The estimator ``name`` (see ``ESTIMATORS``; ``a+b`` combines) for ``program``."""
+    parts = check_estimator(name).split("+")
+    if len(parts) == 1:
+        return ESTIMATORS[name](program)
+    return Combined([ESTIMATORS[p](program) for p in parts])

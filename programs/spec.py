@@ -1,0 +1,165 @@
+"""Named configurations, and ``ProgramSpec``: the one way to describe and build a method."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from scale.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from scale.programs.base import MathProgram
+from scale.programs.baselines import CoT, Vote
+from scale.programs.io import PROFILE_KNOBS, apply_state, read_program
+from scale.programs.profiles import SystemProfile, system1, system2
+from scale.programs.route import Routing
+from scale.programs.scale import SCALE
+
+
+@dataclass(frozen=True)
+class Preset:
+    """SCALE's structural options, its routing and its systems' knobs."""
+
+    description: str
+    k: int = 1
+    batched: bool = True
+    routing: dict[str, Any] = field(default_factory=dict)
+    system1: dict[str, Any] = field(default_factory=dict)
+    system2: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "the authors' recipe: 8 candidate decompositions + a selection call, one self-rating "
+        "call per step, last step forced to System 2, tau 0.2",
+        k=8,
+        batched=False,
+        routing={"estimator": "self", "threshold": 0.2},
+    ),
+    "efficient": Preset(
+        "our default: System 1 answers a problem at once when its greedy reply and 2 "
+        "samples agree and its calculation checks out; other problems are decomposed, and "
+        "each step goes to System 2 unless System 1 is as sure of it",
+        routing={"estimator": "agreement+check", "gate": 0.0, "threshold": 0.0},
+    ),
+}
+
+# method -> (SCALE routing overrides) for the SCALE-shaped methods
+UNIFORM: dict[str, dict[str, Any]] = {
+    method: {"estimator": "none", "threshold": threshold, "gate": None, "decompose": True}
+    for method, threshold in (("uniform-s1", 1.0), ("uniform-s2", 0.0))
+}
+# method -> System 2 knobs for the voting methods
+VOTING: dict[str, dict[str, Any]] = {
+    "vote": {"samples": 5, "stop": "fixed"},
+    "adaptive-vote": {"samples": 8, "stop": "adaptive", "confidence": 0.95},
+    "esc": {"samples": 8, "stop": "window", "window": 4},
+}
+METHODS = ("scale", "cot", *VOTING, *UNIFORM)
+ROUTING_OPTIONS = ("estimator", "mode", "threshold", "budget", "gate", "decompose")
+
+
+@dataclass
+class ProgramSpec:
+    """Everything that builds a method, from CLI options (``from_args``) or keywords.
+
+    ``None`` means "the default": the preset's, or the tuned program's (``program``)
+    when one is loaded; anything set here overrides both. ``api_key`` is never logged."""
+
+    method: str = "scale"
+    preset: str = "efficient"
+    program: str | None = None
+    model: str = DEFAULT_MODEL
+    system1_model: str | None = None
+    system2_model: str | None = None
+    system1_max_tokens: int | None = None
+    system2_max_tokens: int | None = None
+    system2_samples: int | None = None
+    system2_stop: str | None = None
+    system2_confidence: float | None = None
+    system2_window: int | None = None
+    adapter: str | None = None
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    estimator: str | None = None
+    mode: str | None = None
+    threshold: float | None = None
+    budget: float | None = None
+    gate: float | None = None
+    decompose: bool | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
+        """The spec the parsed options describe (options a command lacks keep defaults)."""
+        names = {f.name for f in fields(cls)}
+        found = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        return cls(**{**found, **overrides})
+
+    def params(self) -> dict[str, Any]:
+        """The spec as MLflow parameters (no key)."""
+        return {k: v for k, v in asdict(self).items() if k != "api_key" and v is not None}
+
+    @property
+    def system_models(self) -> tuple[str, str]:
+        return self.system1_model or self.model, self.system2_model or self.model
+
+    def build(self) -> MathProgram:
+        """The method, with a tuned program's prompts, routing and knobs loaded on top."""
+        saved = read_program(self.program) if self.program else None
+        header = saved["scale"] if saved else {}
+        method = header.get("method", self.method)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
+        preset = PRESETS[self.preset]
+        saved_profiles = header.get("profiles") or {}
+        s1 = self._profile(1, {**preset.system1, **saved_profiles.get("system1", {})})
+        voting = VOTING.get(method, {})
+        s2 = self._profile(2, {**preset.system2, **voting, **saved_profiles.get("system2", {})})
+        if method == "cot":
+            program: MathProgram = CoT(s2)
+        elif method in VOTING:
+            program = Vote(s2)
+        else:
+            structure = {"k": preset.k, "batched": preset.batched, **header.get("structure", {})}
+            routing = Routing(**{**preset.routing, **UNIFORM.get(method, {})})
+            program = SCALE(s1, s2, routing=routing, **structure)
+        program.method = method
+        if saved is not None:
+            apply_state(program, saved, self.program)
+        overrides = {k: getattr(self, k) for k in ROUTING_OPTIONS if getattr(self, k) is not None}
+        if overrides and isinstance(program, SCALE):
+            program.routing.load_state({**program.routing.dump_state(), **overrides})
+        return program
+
+    def _profile(self, system: int, knobs: dict[str, Any]) -> SystemProfile:
+        """System ``system``'s profile: defaults, then ``knobs`` (preset, method, saved
+        program), then the options set on this spec."""
+        mine: dict[str, Any] = {
+            "max_tokens": self.system1_max_tokens if system == 1 else self.system2_max_tokens,
+            "adapter": self.adapter,
+        }
+        if system == 2:
+            mine |= {
+                "samples": self.system2_samples,
+                "stop": self.system2_stop,
+                "confidence": self.system2_confidence,
+                "window": self.system2_window,
+            }
+        chosen = {k: v for k, v in knobs.items() if k in PROFILE_KNOBS}
+        chosen |= {k: v for k, v in mine.items() if v is not None}
+        client = {
+            "api_base": self.api_base,
+            "api_key": self.api_key,
+            "timeout": self.timeout,
+            "retries": self.retries,
+        }
+        build = system1 if system == 1 else system2
+        return build(self.system_models[system - 1], **client, **chosen)
+
+
+def build_program(method: str = "scale", **options: Any) -> MathProgram:
+    """Shorthand for ``ProgramSpec(method=method, **options).build()``."""
+    return ProgramSpec(method=method, **options).build()

@@ -1,0 +1,119 @@
+"""``scale models`` and ``scale throughput``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from scale.cli.options import Parser, non_negative, positive, threads
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from scale.local import RUNTIMES
+
+    p = sub.add_parser(
+        "models",
+        help="list the packaged local models and the local runtime",
+        description="List the local models (installed or not, size, path) and which local "
+        "runtime is in use.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_models)
+
+    p = sub.add_parser(
+        "throughput",
+        help="concurrency: problems/s at several thread counts, or a local model's tokens/s",
+        description="Without --model: run a method against a local fake OpenAI-compatible "
+        "server that answers after a fixed delay, so only the framework's own concurrency is "
+        "measured. With --model local/...: aggregate generated tokens/s of that model at "
+        "several concurrent requests on --runtime.",
+    )
+    p.add_argument(
+        "--threads",
+        type=lambda t: [threads(v) for v in t.split(",")],
+        default=[1, 2, 4, 8],
+        help="thread counts / concurrent requests (default: 1,2,4,8)",
+    )
+    p.add_argument("--n", type=positive, default=16, help="problems (default: %(default)s)")
+    p.add_argument(
+        "--delay",
+        type=non_negative,
+        default=0.5,
+        help="seconds the fake server takes per call (default: %(default)s)",
+    )
+    p.add_argument(
+        "--method",
+        choices=("cot", "vote", "scale", "uniform-s2"),
+        default="cot",
+        help="method to run against the fake server (default: %(default)s)",
+    )
+    p.add_argument("--model", help="a local/ model: measure its generation speed instead")
+    p.add_argument("--runtime", choices=RUNTIMES, help="local runtime for --model")
+    p.add_argument("--out", help="folder for throughput.json/.md")
+    p.set_defaults(run=run_throughput)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from scale.local import PACKAGED_MODELS, packaged_status, runtime_name
+
+    rows = [packaged_status(m) for m in PACKAGED_MODELS.values()]
+    if args.json:
+        print(json.dumps({"runtime": runtime_name(), "models": rows}))
+        return 0
+    for row in rows:
+        state = (
+            "ready"
+            if row["ready"]
+            else "installed (assembled on first use)"
+            if row["installed"]
+            else f"not installed: {row['install']}"
+        )
+        print(f"{row['name']:<28} {row['size'] / 1e6:>8.1f} MB  {state}")
+        print(f"    {row['description']}")
+        if row["path"]:
+            print(f"    {row['path']}")
+    print(f"Local runtime: {runtime_name()} (SCALE_LOCAL_RUNTIME=inproc|server, or --runtime).")
+    print("Also accepted: local/PATH.gguf, local/hf:REPO/FILE.gguf, and any litellm model string.")
+    return 0
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    from scale import local, throughput
+    from scale.programs.io import atomic_write_text
+    from scale.report import machine
+
+    if args.model:
+        if not args.model.startswith("local/"):
+            Parser(prog="scale throughput").error("--model must be a local/ model")
+        local.set_runtime(args.runtime)
+        rows = throughput.generation(args.model, args.threads)
+        lines = [
+            "| concurrent requests | generated tokens | wall s | tokens/s |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['concurrent']} | {r['generated_tokens']} | {r['wall_s']} | {r['tokens_per_s']} |"
+            for r in rows
+        ]
+        extra = {"model": args.model, "runtime": local.runtime_name()}
+    else:
+        rows = throughput.framework(args.threads, n=args.n, delay=args.delay, method=args.method)
+        lines = [
+            "| threads | problems/s | scaling vs 1 thread x threads | errors |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['threads']} | {r['problems_per_s']:.2f} | {r['scaling']:.2f} | {r['errors']} |"
+            for r in rows
+        ]
+        extra = {"delay_s": args.delay, "method": args.method}
+    table = "\n".join(lines)
+    if args.out:
+        atomic_write_text(
+            Path(args.out) / "throughput.json",
+            json.dumps({"rows": rows, **extra, "machine": machine()}, indent=2),
+        )
+        atomic_write_text(Path(args.out) / "throughput.md", table + "\n")
+    print(table)
+    return 0

@@ -1,0 +1,455 @@
+"""Options shared by the commands, value checks, and what the commands do with them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from scale.programs import ProgramSpec
+    from scale.tracking import Tracker
+
+MAX_THREADS = 256
+
+
+class UsageError(Exception):
+    """A bad option value: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def say(text: str = "") -> None:
+    """A line for the person running the command (stderr; stdout carries results)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def printable(text: Any) -> str:
+    """Model text made safe for a terminal: control characters (escape sequences among
+    them) shown as ``\\xNN`` escapes; newlines and tabs kept."""
+    return "".join(
+        c if c in "\n\t" or (c.isprintable() and c != "\x7f") else repr(c)[1:-1] for c in str(text)
+    )
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
+    return value
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def threads(text: str) -> int:
+    value = positive(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text} threads is more than the {MAX_THREADS} allowed")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def csv_fractions(text: str) -> list[float | None]:
+    values: list[float | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            values.append(None if part.lower() == "none" else fraction(part))
+    if not values:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return values
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    from scale.adapter import ADAPTERS
+    from scale.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+    from scale.local import RUNTIMES
+    from scale.programs.stopping import STOP_KINDS
+
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="any litellm model string (openai/gpt-4o-mini, ollama_chat/qwen3, ...) or "
+        "local/NAME, local/PATH.gguf, local/hf:REPO/FILE.gguf (default: %(default)s)",
+    )
+    g.add_argument(
+        "--api-base",
+        help="URL of an OpenAI-compatible server (vLLM, llama.cpp server, Ollama); "
+        "default: the provider's own",
+    )
+    g.add_argument(
+        "--api-key",
+        help="API key for --api-base or the provider (default: the provider's environment "
+        "variable)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=seconds,
+        default=DEFAULT_TIMEOUT,
+        help="wall-clock seconds one LM call may take before it fails and is retried "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        choices=range(11),
+        metavar="N",
+        help="retries of a failed LM call (0-10), with exponential backoff that honours "
+        "Retry-After (default: %(default)s)",
+    )
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="how local/ models run: inproc (llama.cpp in this process) or server (a managed "
+        "llama-server with parallel slots) (default: $SCALE_LOCAL_RUNTIME or inproc)",
+    )
+    g.add_argument(
+        "--adapter",
+        choices=ADAPTERS,
+        help="prompt format: native (what chat models are trained on; default for local/ "
+        "models), chat (DSPy's field markers; default for others) or json",
+    )
+    g.add_argument(
+        "--system1-model", help="model for System 1, decomposition and scoring (default: --model)"
+    )
+    g.add_argument("--system2-model", help="model for System 2 (default: --model)")
+    g.add_argument(
+        "--system1-max-tokens", type=positive, help="System 1 token budget per call (default: 384)"
+    )
+    g.add_argument(
+        "--system2-max-tokens", type=positive, help="System 2 token budget per call (default: 1024)"
+    )
+    g.add_argument(
+        "--system2-samples",
+        type=positive,
+        help="System 2 self-consistency: at most this many chains, majority answer (default: "
+        "1; vote 5, adaptive-vote and esc 8)",
+    )
+    g.add_argument(
+        "--system2-stop",
+        choices=STOP_KINDS,
+        help="when System 2 stops sampling: fixed (all samples), adaptive "
+        "(Adaptive-Consistency at --system2-confidence), window (ESC windows of "
+        "--system2-window)",
+    )
+    g.add_argument(
+        "--system2-confidence",
+        type=fraction,
+        help="Adaptive-Consistency confidence (default: 0.95)",
+    )
+    g.add_argument("--system2-window", type=positive, help="ESC window size (default: 4)")
+
+
+def add_program_options(p: argparse.ArgumentParser, *, methods: bool = True) -> None:
+    from scale.programs import METHODS, PRESETS
+    from scale.programs.estimators import ESTIMATORS
+    from scale.programs.route import MODES
+
+    g = p.add_argument_group("method")
+    if methods:
+        g.add_argument(
+            "--method",
+            choices=METHODS,
+            default="scale",
+            help="scale, or a baseline: cot (one chain of thought), vote / adaptive-vote / esc "
+            "(self-consistency: fixed, Adaptive-Consistency, ESC), uniform-s1 / uniform-s2 "
+            "(SCALE with every step on one system) (default: %(default)s)",
+        )
+    g.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="efficient",
+        help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
+        + " (default: %(default)s)",
+    )
+    g.add_argument(
+        "--program",
+        metavar="TUNED.json",
+        help="a program saved by `scale compile` (its method, prompts, routing and System "
+        "knobs; options given here still override them)",
+    )
+    g.add_argument(
+        "--estimator",
+        help=f"difficulty estimator: {', '.join(ESTIMATORS)}, or several joined with '+' "
+        "(e.g. agreement+check) (default: the preset's)",
+    )
+    g.add_argument(
+        "--route",
+        dest="mode",
+        choices=MODES,
+        help="threshold: System 2 above --threshold; budget: the hardest --budget fraction "
+        "of steps (default: threshold)",
+    )
+    g.add_argument(
+        "--threshold", type=fraction, help="step difficulty above which System 2 is used"
+    )
+    g.add_argument(
+        "--budget", type=fraction, help="fraction of steps sent to System 2 with --route budget"
+    )
+    g.add_argument(
+        "--gate",
+        type=fraction,
+        help="problems rated at or below this are answered by System 1 at once (default: "
+        "the preset's; see --decompose)",
+    )
+    g.add_argument(
+        "--decompose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decompose the problems above the gate (default), or let System 2 answer them "
+        "whole (--no-decompose)",
+    )
+
+
+def add_data_options(p: argparse.ArgumentParser, *, n_default: int | None = None) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        required=True,
+        help="gsm8k, math500, aime24, aime25, amc23, or a .jsonl/.csv file with problem and "
+        "answer columns",
+    )
+    g.add_argument(
+        "--n",
+        type=positive,
+        default=n_default,
+        help="number of examples, sampled deterministically with --seed (default: "
+        "%(default)s; None = all)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    g.add_argument("--level", help="MATH level filter: 2, 1-3 or 1,2,3 (default: all)")
+    g.add_argument("--subject", help="MATH subject filter, e.g. Algebra (default: all)")
+    g.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on the first malformed row instead of reporting and skipping it",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="leave out the examples whose ids this file lists (a results .jsonl, a bench "
+        "report.json or a dataset), e.g. to tune on examples disjoint from a benchmark; "
+        "repeatable",
+    )
+    g.add_argument("--problem-field", default="problem", help="problem column of a user file")
+    g.add_argument("--answer-field", default="answer", help="answer column of a user file")
+    g.add_argument(
+        "--id-field",
+        default="id",
+        help="id column of a user file (missing ids become FILE-LINE)",
+    )
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=threads,
+        default=1,
+        help="examples solved in parallel (default: %(default)s; local models run one call at "
+        "a time unless --runtime server)",
+    )
+
+
+def add_resume_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue --out: skip the ids already there and append the rest (the file's "
+        "header must name the same method, models and program)",
+    )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="with --resume, run again the examples recorded with an error (a timeout, a dead "
+        "server, an unreadable reply); the new row supersedes the error row",
+    )
+
+
+def check_resume(args: argparse.Namespace, out_option: str = "out") -> None:
+    if getattr(args, "resume", False) and not getattr(args, out_option, None):
+        raise UsageError(f"--resume needs --{out_option.replace('_', '-')}: the file to continue")
+    if getattr(args, "retry_errors", False) and not getattr(args, "resume", True):
+        raise UsageError("--retry-errors works with --resume (it reruns the error rows of --out)")
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    from scale.tracking import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+
+    g = p.add_argument_group("tracking")
+    g.add_argument(
+        "--tracking-uri",
+        help=f"MLflow tracking store (default: $MLFLOW_TRACKING_URI or {DEFAULT_TRACKING_URI})",
+    )
+    g.add_argument(
+        "--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment (default: %(default)s)"
+    )
+    g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("routing search")
+    g.add_argument(
+        "--thresholds",
+        type=csv_fractions,
+        default=[round(0.1 * i, 1) for i in range(11)],
+        help="step thresholds to try, comma-separated (default: 0,0.1,...,1)",
+    )
+    g.add_argument(
+        "--gates",
+        type=csv_fractions,
+        help="problem gates to try, comma-separated; 'none' = no gate (default: the program's own)",
+    )
+    g.add_argument(
+        "--objective",
+        choices=("accuracy", "cost-aware"),
+        default="accuracy",
+        help="what the best trial maximizes: accuracy, or accuracy - lambda * tokens per "
+        "problem (default: %(default)s; ties go to fewer tokens)",
+    )
+    g.add_argument(
+        "--lambda",
+        dest="lam",
+        type=non_negative,
+        default=1e-4,
+        help="cost weight per token for --objective cost-aware (default: %(default)s)",
+    )
+    g.add_argument(
+        "--token-budget",
+        type=positive,
+        help="only trials within this many tokens per problem count",
+    )
+
+
+def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
+    """The program the options describe; local models follow ``--runtime``."""
+    from scale import local
+    from scale.programs import ProgramSpec
+
+    if getattr(args, "runtime", None):
+        local.set_runtime(args.runtime)
+    return ProgramSpec.from_args(args, **overrides)
+
+
+def load_examples(args: argparse.Namespace, n: int | None = None) -> list:
+    """The examples the data options select (``n`` overrides ``--n``); says so when fewer
+    than asked exist."""
+    from scale.datasets import load_dataset, read_ids
+
+    filters: dict[str, Any] = {}
+    if args.level:
+        filters["level"] = args.level
+    if args.subject:
+        filters["subject"] = args.subject
+    wanted = n or args.n
+    examples = load_dataset(
+        args.dataset,
+        n=wanted,
+        seed=args.seed,
+        strict=args.strict,
+        problem_field=args.problem_field,
+        answer_field=args.answer_field,
+        id_field=args.id_field,
+        on_issue=lambda i: say(f"skipped {i}"),
+        exclude_ids=set().union(*(read_ids(path) for path in args.exclude)),
+        **filters,
+    )
+    if wanted and len(examples) < wanted:
+        say(f"note: {args.dataset} has {len(examples)} examples for --n {wanted}; using all")
+    return examples
+
+
+def objective(args: argparse.Namespace):
+    from scale.optimizers import CostAware
+
+    if args.objective == "accuracy":
+        return CostAware(budget=args.token_budget)
+    return CostAware(lam=args.lam, budget=args.token_budget)
+
+
+def dataset_params(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("dataset", "n", "seed", "level", "subject", "threads")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def tracked_run(
+    args: argparse.Namespace, name: str, spec: ProgramSpec | None = None, **extra: Any
+) -> AbstractContextManager[Tracker]:
+    """The MLflow run a command logs to, as its tracking options ask."""
+    from scale import tracking
+
+    params = {**(spec.params() if spec else {}), **dataset_params(args), **extra}
+    return tracking.run(
+        name,
+        enabled=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        params=params,
+    )
+
+
+def models_label(spec: ProgramSpec) -> str:
+    """The model(s) of a run, as reports name them."""
+    system1, system2 = spec.system_models
+    return (
+        spec.model
+        if system1 == system2 == spec.model
+        else f"System 1 {system1}, System 2 {system2}"
+    )
+
+
+def checksums(spec: ProgramSpec) -> dict[str, str | None]:
+    """sha256 of each model's weights, when known (local models)."""
+    from scale.local import model_sha256
+
+    return {m: model_sha256(m) for m in dict.fromkeys([spec.model, *spec.system_models])}
+
+
+def require_scale(program: Any) -> None:
+    from scale.programs import SCALE
+
+    if not isinstance(program, SCALE):
+        raise UsageError(
+            "routing search needs a SCALE program: --method scale, uniform-s1 or uniform-s2"
+        )

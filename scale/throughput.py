@@ -1,0 +1,98 @@
+"""Throughput measurements: the framework's own concurrency (against a fixed-delay fake
+server) and a local runtime's generation speed at several concurrent requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import dspy
+
+from scale.optimizers.evaluate import evaluate, in_parallel
+
+PROMPT = (
+    "Natalia sold clips to {n} of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?"
+)
+
+
+def framework(
+    thread_counts: Sequence[int] = (1, 2, 4, 8),
+    *,
+    n: int = 16,
+    delay: float = 0.5,
+    method: str = "cot",
+) -> list[dict[str, Any]]:
+    """Problems per second against the fixed-delay fake server at each thread count (the
+    framework's concurrency, with the model's own speed taken out). DSPy's cache is off
+    for the measurement and restored afterwards."""
+    from scale.datasets import load_dataset
+    from scale.fakeserver import FakeServer
+    from scale.programs import build_program
+
+    examples = load_dataset("gsm8k", n=n, seed=1)
+    rows = []
+    saved = dspy.cache
+    try:
+        with FakeServer(delay=delay) as server:
+            for threads in thread_counts:
+                dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+                program = build_program(method, model="openai/fake", api_base=server.url)
+                started = time.perf_counter()
+                _, summary = evaluate(program, examples, threads=threads, progress=False)
+                wall = time.perf_counter() - started
+                rows.append(
+                    {
+                        "threads": threads,
+                        "problems": n,
+                        "wall_s": round(wall, 3),
+                        "problems_per_s": round(n / wall, 3),
+                        "errors": summary.errors,
+                        "lm_calls_per_problem": summary.lm_calls_per_problem,
+                    }
+                )
+    finally:
+        dspy.cache = saved
+    base = rows[0]["problems_per_s"] / rows[0]["threads"]
+    for row in rows:
+        row["scaling"] = round(row["problems_per_s"] / (base * row["threads"]), 3)
+    return rows
+
+
+def generation(
+    model: str,
+    concurrency: Sequence[int] = (1, 2, 4, 8),
+    *,
+    max_tokens: int = 200,
+    rounds: int = 2,
+) -> list[dict[str, Any]]:
+    """Aggregate generated tokens per second of ``model`` at each number of concurrent
+    requests (``rounds`` requests per concurrent slot, sampled at temperature 0.7, distinct
+    prompts and seeds, no cache) on the current local runtime."""
+    from scale.lm import make_lm
+
+    lm = make_lm(model, temperature=0.7, max_tokens=max_tokens, cache=False)
+    rows = []
+    offset = 0
+    for concurrent in concurrency:
+        jobs = list(range(offset, offset + concurrent * rounds))
+        offset += len(jobs)
+
+        def one(i: int) -> int:
+            lm(messages=[{"role": "user", "content": PROMPT.format(n=40 + i)}], seed=i)
+            return int((lm.history[-1].get("usage") or {}).get("completion_tokens", 0))
+
+        started = time.perf_counter()
+        tokens = sum(in_parallel(one, jobs, concurrent))
+        wall = time.perf_counter() - started
+        rows.append(
+            {
+                "concurrent": concurrent,
+                "requests": len(jobs),
+                "generated_tokens": tokens,
+                "wall_s": round(wall, 2),
+                "tokens_per_s": round(tokens / wall, 2),
+            }
+        )
+    return rows
