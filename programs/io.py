@@ -256,9 +256,10 @@ def refuse_overlap(path: str | Path, ids: Iterable[str]) -> None:
 
 
 def fingerprint(program: dspy.Module) -> dict[str, Any]:
-    """What makes a program's results comparable: its method, systems (models, compute
-    levels, adapters), structure, routing, and a hash of its prompts and demos. A results
-    file records it, and resuming the file with a different program is refused."""
+    """What makes a program's results comparable: its method, systems (models, local
+    runtime, compute levels, adapters), structure, routing, and a hash of its prompts and
+    demos; not where a server listens (a restarted server may move). A results file records
+    it, and resuming the file with a different program is refused."""
     import hashlib
 
     from scale import __version__, local
@@ -272,7 +273,7 @@ def fingerprint(program: dspy.Module) -> dict[str, Any]:
         if profile is not None:
             described = profile.describe()
             systems[f"system{i}"] = {
-                k: v for k, v in described.items() if k not in ("timeout", "retries")
+                k: v for k, v in described.items() if k not in ("timeout", "retries", "api_base")
             }
             if profile.model.startswith("local/"):
                 systems[f"system{i}"]["runtime"] = local.runtime_name()

@@ -4,10 +4,12 @@ the expected value of a stated score, and the confidence of a whole reply."""
 from __future__ import annotations
 
 import math
+import re
 
 UNKNOWN_FRACTION = 0.5  # mean of 0.d when the logprobs do not show the digit after "0."
 TAIL_SHARE = 0.1  # the lowest window covers this share of the reply's tokens
 MIN_WINDOW = 4
+_LIST_MARKER = re.compile(r"(?m)^[ \t]*\d+[.)](?=\s)")
 
 
 def _alternatives(entry: dict) -> dict[str, float]:
@@ -37,16 +39,21 @@ def expected_scores(content: list[dict], start_char: int = 0) -> list[float]:
     A number starts at a token that begins with a digit; when it is written as ``0`` ``.``
     ``d`` the distribution at the ``d`` position gives E[0.d], and the lead position weighs
     that against the alternatives ``1`` (or other whole numbers, clamped to 1). Only tokens
-    at or after ``start_char`` of the completion are read."""
+    at or after ``start_char`` of the completion are read, and the numbers of a numbered
+    list (``1.``, ``2)`` at a line start) are skipped."""
     scores: list[float] = []
     offset, i = 0, 0
     offsets = []
     for entry in content:
         offsets.append(offset)
         offset += len(entry["token"])
+    text = "".join(entry["token"] for entry in content)
+    markers = [m.span() for m in _LIST_MARKER.finditer(text)]
     while i < len(content):
         token = content[i]["token"].strip()
-        if offsets[i] < start_char or _number(token) is None:
+        at = offsets[i] + len(content[i]["token"]) - len(content[i]["token"].lstrip())
+        in_marker = any(start <= at < end for start, end in markers)
+        if offsets[i] < start_char or _number(token) is None or in_marker:
             i += 1
             continue
         lead = _alternatives(content[i])

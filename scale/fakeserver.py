@@ -34,6 +34,7 @@ VALUES: dict[str, Any] = {
     "difficulties": [0.4, 0.6],
     "difficulty": 0.5,
     "answer": "42",
+    "calculation": "6 * 7",
     "best": 0,
 }
 
@@ -83,9 +84,19 @@ class FaultPlan:
 
 
 def reply_text(prompt: str) -> str:
-    """A reply with every output field the prompt asks for: a JSON object when DSPy's
-    JSONAdapter (its fallback after an unparseable reply) asks for one, else ChatAdapter's
-    ``[[ ## field ## ]]`` format."""
+    """A reply with every output field the prompt asks for: free text for the native
+    adapter, a JSON object when DSPy's JSONAdapter (its fallback after an unparseable reply)
+    asks for one, else ChatAdapter's ``[[ ## field ## ]]`` format."""
+    if not FIELD.search(prompt):  # the native adapter: free text
+        if "Break the math problem" in prompt:
+            return "\n".join(f"{i}. {s}" for i, s in enumerate(VALUES["subproblems"], 1))
+        if "Rate how hard each" in prompt:
+            return "\n".join(f"{i}. {d}" for i, d in enumerate(VALUES["difficulties"], 1))
+        if "Rate how hard" in prompt:
+            return str(VALUES["difficulty"])
+        if "Choose the best candidate" in prompt:
+            return str(VALUES["best"])
+        return f"{VALUES['reasoning']}\nCalculation: {VALUES['calculation']}\n\\boxed{{42}}"
     _, json_marker, json_asked = prompt.rpartition("Respond with a JSON object")
     if json_marker:
         names = re.findall(r"`(\w+)`", json_asked) or ["answer"]

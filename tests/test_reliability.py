@@ -26,7 +26,7 @@ from scale import local
 from scale.cli import main
 from scale.fakeserver import FAULTS, FakeServer, FaultPlan
 from scale.lm import make_lm
-from scale.optimizers.evaluate import ResultsWriter, evaluate, read_results
+from scale.optimizers import ResultsFile, evaluate, read_results
 from scale.programs import build_program, read_program, save_program
 from scale.programs.io import atomic_write_text
 
@@ -67,8 +67,10 @@ def fake_model(server: FakeServer) -> list[str]:
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    """Every line of a JSONL file, each of which must parse."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    """The result rows of a JSONL file (after its header), each line of which must parse."""
+    every = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert "scale_results" in every[0]
+    return every[1:]
 
 
 def kill_after_rows(
@@ -155,9 +157,9 @@ def test_unparseable_replies_fall_back_to_json_then_to_the_raw_text():
             for i in range(2)
         ]
         rows, summary = evaluate(program, examples, progress=False)
-    assert rows[0]["predicted"] == "42" and rows[0]["error"] is None  # JSONAdapter's retry
-    assert rows[1]["error"] is None and summary.errors == 0  # the Solver reads the raw text
-    assert any("unparseable" in note for note in rows[1]["steps"][-1]["notes"])
+    assert rows[0].predicted == "42" and rows[0].error is None  # JSONAdapter's retry
+    assert rows[1].error is None and summary.errors == 0  # the Solver reads the raw text
+    assert "answer_from_raw" in rows[1].steps[-1]["fallbacks"]
     assert server.counts["requests"] == 4
 
 
@@ -171,7 +173,7 @@ class CrashingLlama:
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("llama_decode returned -3")
-        text = "[[ ## reasoning ## ]]\n6*7\n\n[[ ## answer ## ]]\n42\n\n[[ ## completed ## ]]"
+        text = "6 * 7 = 42, so the answer is \\boxed{42}."
         return {
             "choices": [{"message": {"content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
@@ -192,10 +194,10 @@ def test_an_exception_inside_llama_cpp_is_a_recorded_error(tmp_path, monkeypatch
         for i in range(3)
     ]
     rows, summary = evaluate(program, examples, threads=2, progress=False)
-    assert [bool(r["error"]) for r in rows].count(True) == 1 and summary.errors == 1
-    failed = next(r for r in rows if r["error"])
-    assert "llama.cpp failed: RuntimeError: llama_decode returned -3" in failed["error"]
-    assert all(r["predicted"] == "42" for r in rows if not r["error"])  # the lock was released
+    assert [bool(r.error) for r in rows].count(True) == 1 and summary.errors == 1
+    failed = next(r for r in rows if r.error)
+    assert "llama.cpp failed: RuntimeError: llama_decode returned -3" in failed.error
+    assert all(r.predicted == "42" for r in rows if not r.error)  # the lock was released
     assert llama.calls == 3
 
 
@@ -273,7 +275,7 @@ def test_retry_errors_redoes_only_the_error_rows(tmp_path, command):
     rows = lines(out / "cot.jsonl")
     assert len(rows) == n + len(failed)  # the error rows stay in the file, superseded
     assert {r["id"] for r in rows[n:]} == failed and not any(r["error"] for r in rows[n:])
-    assert not any(r["error"] for r in read_results(out / "cot.jsonl"))
+    assert not any(r.error for r in read_results(out / "cot.jsonl"))
     if command == "bench":
         summary = json.loads((out / "report.json").read_text())["methods"]["cot"]["summary"]
     else:
@@ -290,7 +292,9 @@ def test_compile_records_failed_trials_and_goes_on(tmp_path):
             [
                 *("compile", "--dataset", "gsm8k", "--train", "4", "--val", "6"),
                 *("--optimizer", "bootstrap", "--estimator", "self", "--route", "budget"),
-                *("--estimators", "self,consistency", "--thresholds", "0.3,0.7"),
+                *("--estimators", "self,agreement", "--thresholds", "0.3,0.7"),
+                *("--decompose-options", "true"),
+                *("--system2-options", "samples=1;samples=2,confidence=0.3"),
                 *("--threads", "2", "--timeout", "2", "--retries", "0", *fake_model(server)),
                 *("--out", str(out), "--quiet", "--no-mlflow"),
             ],
@@ -301,12 +305,13 @@ def test_compile_records_failed_trials_and_goes_on(tmp_path):
     assert proc.returncode == 0, proc.stderr
     trials = read_program(out)["scale"]["trials"]
     failed = [t for t in trials if t["failure"]]
-    assert len(trials) == 4 and [t["estimator"] for t in failed] == ["consistency"] * 2
-    assert proc.stdout.count("failed:") == 2
+    assert len(trials) == 8 and len(failed) == 4  # a confidence below 0.5 is refused
+    assert all(t["settings"]["system2"]["confidence"] == 0.3 for t in failed)
+    assert proc.stdout.count("failed:") == 4
     errors = sum(t["errors"] for t in trials)
     assert errors > 0  # examples that hit a fault are errors of their trial, not of the search
     assert "Traceback" not in proc.stderr
-    build_program(model="openai/fake", program_path=str(out))  # the saved program loads
+    build_program(model="openai/fake", program=str(out))  # the saved program loads
     counts = server.counts
     print(
         f"\nstats: compile: {counts['requests']} requests, "
@@ -318,12 +323,15 @@ def test_compile_records_failed_trials_and_goes_on(tmp_path):
 # --- interrupted work ------------------------------------------------------------------------
 
 
-def test_results_writer_drops_a_torn_last_line(tmp_path):
+def test_results_file_drops_a_torn_last_line(tmp_path):
+    from scale.optimizers import ResultRow
+
     path = tmp_path / "r.jsonl"
-    path.write_bytes(b'{"id": "a", "correct": true}\n{"id": "b", "corr')
-    assert [r["id"] for r in read_results(path)] == ["a"]  # readable before any repair
-    writer = ResultsWriter(path, resume=True)
-    writer.write({"id": "b", "correct": False})
+    header = json.dumps({"scale_results": 1, "identity": {"method": "m"}})
+    path.write_text(f'{header}\n{{"id": "a", "gold": "1"}}\n{{"id": "b", "gold": "1", "corr')
+    assert [r.id for r in read_results(path)] == ["a"]  # readable before any repair
+    writer = ResultsFile(path, identity={"method": "m"}, resume=True)
+    writer.write(ResultRow(id="b", gold="1"))
     writer.close()
     assert [r["id"] for r in lines(path)] == ["a", "b"]
 

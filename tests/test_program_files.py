@@ -1,0 +1,117 @@
+"""Saved programs: what round-trips, and what a file someone else wrote may not do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scale.programs import (
+    SCALE,
+    OverlapError,
+    ProgramFileError,
+    ProgramSpec,
+    RoutingError,
+    build_program,
+    refuse_overlap,
+    save_program,
+)
+
+pytestmark = pytest.mark.usefixtures("scripted")  # the scripted/ provider is registered
+
+
+def saved(tmp_path, **options) -> tuple:
+    program = build_program("scale", model="scripted/s1", **options)
+    path = save_program(program, tmp_path / "tuned.json", train_ids=["a"], val_ids=["b"])
+    return path, json.loads(path.read_text())
+
+
+def rewrite(path, state) -> None:
+    path.write_text(json.dumps(state))
+
+
+def test_save_load_round_trip(tmp_path):
+    program = build_program("scale", model="scripted/s1", threshold=0.37, estimator="self")
+    program.decomposer.decompose.demos = [{"problem": "p", "subproblems": ["q"]}]
+    program.system2.samples, program.system2.stop = 6, "adaptive"
+    path = save_program(program, tmp_path / "tuned.json")
+    loaded = build_program(model="scripted/s1", program=str(path))
+    assert loaded.routing.threshold == 0.37 and loaded.routing.estimator == "self"
+    assert len(loaded.decomposer.decompose.demos) == 1
+    assert (loaded.system2.samples, loaded.system2.stop) == (6, "adaptive")
+    header = json.loads(path.read_text())["scale"]
+    assert header["tuned_with"]["system1"] == {"model": "scripted/s1", "adapter": "chat"}
+
+
+def test_options_given_override_the_file(tmp_path):
+    path, _ = saved(tmp_path, threshold=0.37)
+    loaded = ProgramSpec(
+        model="scripted/s1", program=str(path), threshold=0.8, system2_samples=3
+    ).build()
+    assert loaded.routing.threshold == 0.8 and loaded.system2.samples == 3
+
+
+def test_a_program_file_never_chooses_the_model_or_endpoint(tmp_path):
+    path, state = saved(tmp_path)
+    name = next(k for k in state if k.startswith("solver2"))
+    state[name]["lm"] = {"model": "openai/other-model", "api_base": "http://evil/v1"}
+    rewrite(path, state)
+    with pytest.raises(ProgramFileError, match="may not choose a model"):
+        build_program(model="scripted/s1", program=str(path))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s, p: s[p].update(config={"temperature": 1.7, "n": 7}), "unknown keys"),
+        (lambda s, p: s[p].update(forward="x"), "unknown keys"),
+        (lambda s, p: s["scale"]["structure"].update(k=50), "structure.k"),
+        (lambda s, p: s["scale"]["structure"].update(uniform=2), "unknown settings"),
+        (lambda s, p: s["scale"]["profiles"]["system2"].update(max_tokens=99999), "max_tokens"),
+        (lambda s, p: s["scale"]["profiles"]["system2"].update(samples=50), "samples"),
+        (lambda s, p: s["scale"]["profiles"]["system2"].update(model="openai/x"), "unknown"),
+        (lambda s, p: s["scale"]["profiles"]["system2"].update(confidence=float("nan")), "finite"),
+        (lambda s, p: s[p].update(demos=[{"problem": "p"}] * 17), "demos"),
+        (lambda s, p: s[p]["signature"].update(instructions="x" * 60_000), "instructions"),
+        (lambda s, p: s.update(extra={"demos": []}), "unexpected"),
+        (lambda s, p: s.pop(p), "missing"),
+        (lambda s, p: s["routing"].update(threshold=2), "threshold"),
+        (lambda s, p: s["routing"].update(version=0), "version"),
+        (lambda s, p: s["scale"].update(format=1), "format"),
+        (lambda s, p: s.pop("scale"), "header"),
+    ],
+)
+def test_what_a_program_file_may_not_hold(tmp_path, mutate, message):
+    path, state = saved(tmp_path)
+    predictor = next(k for k in state if k.startswith("decomposer"))
+    mutate(state, predictor)
+    rewrite(path, state)
+    with pytest.raises((ProgramFileError, RoutingError), match=message):
+        build_program(model="scripted/s1", program=str(path))
+
+
+def test_corrupt_and_pickle_program_files_refused(tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text("{not json")
+    with pytest.raises(ProgramFileError, match="not a readable JSON"):
+        build_program(model="scripted/s1", program=str(bad))
+    with pytest.raises(ProgramFileError, match="never pickle"):
+        build_program(model="scripted/s1", program=str(tmp_path / "p.pkl"))
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ProgramFileError):
+        build_program(model="scripted/s1", program=str(deep))
+
+
+def test_a_program_is_loaded_with_its_own_method(tmp_path):
+    path = save_program(build_program("uniform-s2", model="scripted/s1"), tmp_path / "u.json")
+    loaded = build_program(model="scripted/s1", program=str(path))
+    assert isinstance(loaded, SCALE) and loaded.method == "uniform-s2"
+    assert loaded.routing.estimator == "none" and loaded.routing.threshold == 0.0
+
+
+def test_overlap_guard_for_api_users(tmp_path):
+    path, _ = saved(tmp_path)
+    refuse_overlap(path, ["c", "d"])
+    with pytest.raises(OverlapError, match="compiled on 1 of these examples"):
+        refuse_overlap(path, ["b", "c"])
