@@ -76,7 +76,7 @@ class SystemProfile:
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
         _ = self.stop_rule  # raises on a bad samples, confidence or window
-        check_model(self.model)
+        check_model(self.model, self.api_base)
 
     @property
     def stop_rule(self) -> StopRule:

@@ -6,4 +6,10 @@ search, the optimizer); glue: ``scale.lm`` (models), ``scale.datasets``, ``scale
 (answer checking), ``scale.tracking`` (MLflow), ``scale.cli``.
 """
 
+import os
+
+# litellm fetches a price table from the network when first imported unless told not to;
+# scale's modules may import it (through dspy) before any of them could say so.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 __version__ = "0.2.0"

@@ -20,6 +20,7 @@ import ctypes
 import http.client
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -63,6 +64,41 @@ def _die_with_parent() -> None:  # runs in the child before exec
     os.setpgrp()  # a Ctrl-C meant for us is not delivered to the server
 
 
+class _Spawner:
+    """Starts child processes from one long-lived thread: the kernel's parent-death signal
+    fires when the *thread* that forked the child ends, so a server started from a
+    short-lived worker thread would be killed with that thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _run(self) -> None:
+        while True:
+            args, kwargs, done = self._jobs.get()
+            try:
+                done["process"] = subprocess.Popen(*args, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                done["error"] = exc
+            done["event"].set()
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="scale-spawner")
+                self._thread.start()
+        done: dict[str, Any] = {"event": threading.Event()}
+        self._jobs.put((args, kwargs, done))
+        done["event"].wait()
+        if "error" in done:
+            raise done["error"]
+        return done["process"]
+
+
+_SPAWNER = _Spawner()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,7 +140,7 @@ class ManagedServer:
         ]  # fmt: skip
         log = self.log_path.open("ab")
         try:
-            self.process = subprocess.Popen(
+            self.process = _SPAWNER.popen(
                 command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
             )
         finally:

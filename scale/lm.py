@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 import dspy
 import litellm
 
-from scale import local
+from scale import local, packaged
 from scale.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
@@ -296,19 +293,25 @@ class AccountedLM(dspy.LM):
         ledger.add(CallRecord(self.model, stage, system, step, prompt, completion, cached, seconds))
 
 
-def check_model(model: str) -> None:
-    """Raise ``local.ModelError`` with a helpful sentence if ``model`` cannot name a model."""
+def check_model(model: str, api_base: str | None = None) -> None:
+    """Raise ``scale.packaged.ModelError`` with a helpful sentence if ``model`` cannot name a model
+    (or is a local one given an ``api_base``)."""
+    if api_base and model.startswith(f"{local.PROVIDER}/"):
+        raise packaged.ModelError(
+            f"{model} runs locally; --api-base is for models served elsewhere (to use a "
+            "server of your own, name it as openai/MODEL with --api-base URL)"
+        )
     if not model or "/" not in model:
-        raise local.ModelError(
+        raise packaged.ModelError(
             f"Model {model!r} needs a provider prefix, e.g. {DEFAULT_MODEL}, openai/gpt-4o-mini, "
             "ollama_chat/qwen3"
         )
     if model.startswith(f"{local.PROVIDER}/"):
         name = model.removeprefix(f"{local.PROVIDER}/")
-        packaged = local.PACKAGED_MODELS.get(name)
-        if packaged is not None:
-            if not local.packaged_status(packaged)["installed"]:
-                local.packaged_path(packaged)  # raises with the install command
+        shipped = packaged.PACKAGED_MODELS.get(name)
+        if shipped is not None:
+            if not packaged.packaged_status(shipped)["installed"]:
+                packaged.packaged_path(shipped)  # raises with the install command
             return  # assembled and checked on first use
         if name.startswith("hf:") and name.endswith(".gguf"):
             return  # downloaded on first use
@@ -317,7 +320,7 @@ def check_model(model: str) -> None:
     try:
         litellm.get_llm_provider(model)
     except Exception:
-        raise local.ModelError(
+        raise packaged.ModelError(
             f"Unknown model {model!r}: litellm knows no provider {model.split('/')[0]!r}"
         ) from None
 
@@ -342,14 +345,9 @@ def make_lm(
     transiently are retried ``num_retries`` times with backoff. The endpoint (``api_base``;
     ``local://RUNTIME`` for local models) is part of the cache key.
     """
-    check_model(model)
+    check_model(model, api_base)
     client: dict[str, Any] = {}
     if model.startswith(f"{local.PROVIDER}/"):
-        if api_base:
-            raise local.ModelError(
-                f"{model} runs locally; --api-base is for models served elsewhere (to use a "
-                "server of your own, name it as openai/MODEL with --api-base URL)"
-            )
         local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
         client = {"api_base": f"local://{local.runtime_name()}"}

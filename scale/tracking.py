@@ -7,12 +7,15 @@ import contextlib
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "scale"
+PROBE_SECONDS = 3.0
 
 
 def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -103,6 +106,20 @@ def _disable(reason: str) -> None:
     )
 
 
+def _unreachable(uri: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why an HTTP tracking server cannot be used (it does not answer within ``timeout``
+    seconds), or None; other stores are checked when first used."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answers (an error status is still an answer)
+    except (OSError, ValueError) as exc:
+        return f"{uri} does not answer ({type(exc).__name__}: {exc})"
+    return None
+
+
 @contextlib.contextmanager
 def run(
     name: str,
@@ -118,14 +135,21 @@ def run(
         yield Tracker(None)
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # a store that stops answering mid-run fails the logging call soon, not after minutes
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    problem = _unreachable(uri)
+    if problem:
+        _disable(problem)
+        yield Tracker(None)
+        return
     try:
         import mlflow
 
         for noisy in ("alembic", "mlflow"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(
-            tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-        )
+        mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(experiment or DEFAULT_EXPERIMENT)
         ctx = mlflow.start_run(run_name=name)
         ctx.__enter__()

@@ -324,7 +324,7 @@ class _Worker:
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            if remaining <= 0 or not select.select([fd], [], [], min(remaining, 3600))[0]:
                 raise TimeoutError
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -352,16 +352,27 @@ class _Pool:
         self._idle: list[_Worker] = []
 
     def check(self, gold: str, predicted: str, timeout: float) -> bool:
-        """False on timeout or when a fresh worker dies on this input; an idle worker that
-        had died meanwhile (killed, out of memory) is replaced and the check sent again."""
-        with self._slots:
+        """False on timeout (waiting for a free worker counts) or when a fresh worker dies
+        on this input; an idle worker that had died meanwhile (killed, out of memory) is
+        replaced and the check sent again. A worker's one-time start is not counted."""
+        deadline = time.monotonic() + timeout
+        if not self._slots.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+            return False
+        try:
             with self._lock:
                 worker = self._idle.pop() if self._idle else None
             fresh = worker is None
             while True:
-                worker = worker or _Worker()
+                if worker is None:
+                    worker = _Worker()
+                    deadline = max(deadline, time.monotonic() + min(timeout, 1.0))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    with self._lock:
+                        self._idle.append(worker)
+                    return False
                 try:
-                    ok = worker.check(gold, predicted, timeout)
+                    ok = worker.check(gold, predicted, remaining)
                 except TimeoutError:
                     worker.close()
                     return False
@@ -374,6 +385,8 @@ class _Pool:
                 with self._lock:
                     self._idle.append(worker)
                 return ok
+        finally:
+            self._slots.release()
 
     def close(self) -> None:
         """Stop all idle workers (busy ones see EOF when this process exits)."""
@@ -405,9 +418,13 @@ def is_equivalent(gold: str, predicted: str, timeout: float = 5.0) -> bool:
     Both sides go through ``extract_answer``; a predicted equation against a gold value is
     read as the value after its last ``=``. Plain numbers are settled in-process; other
     answers are checked by math-verify (``verify(gold, predicted)``, which is slightly
-    asymmetric for equations) in a worker bounded by ``timeout`` seconds, scoring False on
-    timeout. Raises only if a worker cannot be started at all (a broken environment must
-    not pass for wrong answers)."""
+    asymmetric for equations) in a worker, scoring False when that takes more than
+    ``timeout`` seconds in all (waiting for a free worker included; ``inf``: no limit).
+    Raises ``ValueError`` for a timeout that is not a positive number, and otherwise only
+    if a worker cannot be started at all (a broken environment must not pass for wrong
+    answers)."""
+    if not (isinstance(timeout, (int, float)) and timeout > 0):  # also refuses NaN
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     gold, predicted = extract_answer(gold), extract_answer(predicted)
     if "=" in predicted and "=" not in gold:  # "4 * 125 + 1 = 501": the value stated last
         predicted = predicted.rsplit("=", 1)[1].strip()

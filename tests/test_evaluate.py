@@ -100,7 +100,7 @@ def test_resume_refuses_a_file_of_another_run(tmp_path):
     evaluate(
         Counting(), EXAMPLES[:1], out=out, identity={"method": "cot", "model": "a"}, progress=False
     )
-    with pytest.raises(ResultsFileError, match="another run .*model"):
+    with pytest.raises(ResultsFileError, match=r"another run .*model"):
         evaluate(
             Counting(),
             EXAMPLES,

@@ -22,7 +22,7 @@ import dspy
 import pytest
 
 import scale.lm
-from scale import local
+from scale import local, packaged
 from scale.cli import main
 from scale.fakeserver import FAULTS, FakeServer, FaultPlan
 from scale.lm import make_lm
@@ -480,11 +480,11 @@ def test_bad_input_is_one_line_and_exit_2(case, bad_files, capsys):
 
 
 def test_a_packaged_model_not_installed_is_refused_up_front(tmp_path, monkeypatch, capsys):
-    missing = local.PackagedModel(
+    missing = packaged.PackagedModel(
         "missing-1b", "a model whose package is absent", "m.gguf", "0" * 64, 1,
         (("no_such_package_for_scale_tests", "m.gguf"),), "missing",
     )  # fmt: skip
-    monkeypatch.setitem(local.PACKAGED_MODELS, missing.name, missing)
+    monkeypatch.setitem(packaged.PACKAGED_MODELS, missing.name, missing)
     monkeypatch.chdir(tmp_path)
     code = run_main(
         ["eval", "--dataset", "gsm8k", "--n", "2", "--model", "local/missing-1b", *QUIET]

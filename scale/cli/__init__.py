@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 
 from scale.cli import bench, evaluation, misc, search, solve
-from scale.cli.options import Parser, UsageError, say
+from scale.cli.options import Parser, UsageError
+from scale.cli.support import say
 
 COMMANDS = (solve, evaluation, search, bench, misc)
 
@@ -30,8 +31,8 @@ def build_parser() -> Parser:
 def _user_errors() -> tuple[type[Exception], ...]:
     from scale.datasets import DatasetError
     from scale.llama_server import ServerError
-    from scale.local import ModelError
     from scale.optimizers import ResultsFileError
+    from scale.packaged import ModelError
     from scale.programs import OverlapError, ProblemError, ProgramFileError, RoutingError
 
     return (

@@ -12,10 +12,12 @@ from scale.cli.options import (
     add_program_options,
     add_threads_option,
     add_tracking_options,
+    positive,
+)
+from scale.cli.support import (
     checksums,
     load_examples,
     models_label,
-    positive,
     require_scale,
     say,
     spec_from_args,

@@ -14,12 +14,8 @@ from scale.cli.options import (
     add_resume_options,
     add_threads_option,
     add_tracking_options,
-    check_resume,
-    load_examples,
-    say,
-    spec_from_args,
-    tracked_run,
 )
+from scale.cli.support import check_resume, load_examples, say, spec_from_args, tracked_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:

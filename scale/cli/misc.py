@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from scale.local import PACKAGED_MODELS, packaged_status, runtime_name
+    from scale.local import runtime_name
+    from scale.packaged import PACKAGED_MODELS, packaged_status
 
     rows = [packaged_status(m) for m in PACKAGED_MODELS.values()]
     if args.json:

@@ -14,12 +14,8 @@ from scale.cli.options import (
     add_search_options,
     add_threads_option,
     add_tracking_options,
-    load_examples,
-    objective,
-    require_scale,
-    spec_from_args,
-    tracked_run,
 )
+from scale.cli.support import load_examples, objective, require_scale, spec_from_args, tracked_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from scale.cli.options import (
-    add_model_options,
-    add_program_options,
-    printable,
-    say,
-    spec_from_args,
-)
+from scale.cli.options import add_model_options, add_program_options
+from scale.cli.support import printable, say, spec_from_args
 
 EXAMPLE = "A shop sells pens at 3 dollars each. How much do 4 pens cost?"
 

@@ -1,0 +1,128 @@
+"""What the commands do with their parsed options: build the program, load the data, open
+the MLflow run, and speak to the person running them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from scale.cli.options import UsageError
+
+if TYPE_CHECKING:
+    from scale.programs import ProgramSpec
+    from scale.tracking import Tracker
+
+
+def say(text: str = "") -> None:
+    """A line for the person running the command (stderr; stdout carries results)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def printable(text: Any) -> str:
+    """Model text made safe for a terminal: control characters (escape sequences among
+    them) shown as ``\\xNN`` escapes; newlines and tabs kept."""
+    return "".join(
+        c if c in "\n\t" or (c.isprintable() and c != "\x7f") else repr(c)[1:-1] for c in str(text)
+    )
+
+
+def check_resume(args: argparse.Namespace, out_option: str = "out") -> None:
+    if getattr(args, "resume", False) and not getattr(args, out_option, None):
+        raise UsageError(f"--resume needs --{out_option.replace('_', '-')}: the file to continue")
+    if getattr(args, "retry_errors", False) and not getattr(args, "resume", True):
+        raise UsageError("--retry-errors works with --resume (it reruns the error rows of --out)")
+
+
+def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
+    """The program the options describe; local models follow ``--runtime``."""
+    from scale import local
+    from scale.programs import ProgramSpec
+
+    if getattr(args, "runtime", None):
+        local.set_runtime(args.runtime)
+    return ProgramSpec.from_args(args, **overrides)
+
+
+def load_examples(args: argparse.Namespace, n: int | None = None) -> list:
+    """The examples the data options select (``n`` overrides ``--n``); says so when fewer
+    than asked exist."""
+    from scale.datasets import load_dataset, read_ids
+
+    filters: dict[str, Any] = {}
+    if args.level:
+        filters["level"] = args.level
+    if args.subject:
+        filters["subject"] = args.subject
+    wanted = n or args.n
+    examples = load_dataset(
+        args.dataset,
+        n=wanted,
+        seed=args.seed,
+        strict=args.strict,
+        problem_field=args.problem_field,
+        answer_field=args.answer_field,
+        id_field=args.id_field,
+        on_issue=lambda i: say(f"skipped {i}"),
+        exclude_ids=set().union(*(read_ids(path) for path in args.exclude)),
+        **filters,
+    )
+    if wanted and len(examples) < wanted:
+        say(f"note: {args.dataset} has {len(examples)} examples for --n {wanted}; using all")
+    return examples
+
+
+def objective(args: argparse.Namespace):
+    from scale.optimizers import CostAware
+
+    if args.objective == "accuracy":
+        return CostAware(budget=args.token_budget)
+    return CostAware(lam=args.lam, budget=args.token_budget)
+
+
+def dataset_params(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("dataset", "n", "seed", "level", "subject", "threads")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def tracked_run(
+    args: argparse.Namespace, name: str, spec: ProgramSpec | None = None, **extra: Any
+) -> AbstractContextManager[Tracker]:
+    """The MLflow run a command logs to, as its tracking options ask."""
+    from scale import tracking
+
+    params = {**(spec.params() if spec else {}), **dataset_params(args), **extra}
+    return tracking.run(
+        name,
+        enabled=not args.no_mlflow,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        params=params,
+    )
+
+
+def models_label(spec: ProgramSpec) -> str:
+    """The model(s) of a run, as reports name them."""
+    system1, system2 = spec.system_models
+    return (
+        spec.model
+        if system1 == system2 == spec.model
+        else f"System 1 {system1}, System 2 {system2}"
+    )
+
+
+def checksums(spec: ProgramSpec) -> dict[str, str | None]:
+    """sha256 of each model's weights, when known (local models)."""
+    from scale.packaged import model_sha256
+
+    return {m: model_sha256(m) for m in dict.fromkeys([spec.model, *spec.system_models])}
+
+
+def require_scale(program: Any) -> None:
+    from scale.programs import SCALE
+
+    if not isinstance(program, SCALE):
+        raise UsageError(
+            "routing search needs a SCALE program: --method scale, uniform-s1 or uniform-s2"
+        )
