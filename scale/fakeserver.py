@@ -28,6 +28,8 @@ from typing import Any
 
 FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 FAULTS = ("http500", "http429", "reset", "slow", "empty", "garbage")
+# scripted or given a rate explicitly only (never spread by ``FaultPlan.uniform``)
+SLOW_DRIP = "trickle"  # the reply's bytes one at a time, ``trickle_seconds`` apart
 VALUES: dict[str, Any] = {
     "reasoning": "Work through it step by step.",
     "subproblems": ["Find the first quantity", "Find what the question asks"],
@@ -51,11 +53,12 @@ class FaultPlan:
     rates: dict[str, float] = field(default_factory=dict)
     retry_after: float | str = 0.2
     slow_seconds: float = 5.0
+    trickle_seconds: float = 0.3
     seed: int = 0
     script: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = (set(self.rates) | set(self.script)) - {*FAULTS, None}
+        unknown = (set(self.rates) | set(self.script)) - {*FAULTS, SLOW_DRIP, None}
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
         if sum(self.rates.values()) > 1:
@@ -76,7 +79,7 @@ class FaultPlan:
             if scripted != "":
                 return scripted
             x = self._rng.random()
-        for fault in FAULTS:
+        for fault in (*FAULTS, SLOW_DRIP):
             x -= self.rates.get(fault, 0.0)
             if x < 0:
                 return fault
@@ -144,7 +147,7 @@ class FakeServer:
     ):
         self.delay = delay
         self.faults = faults or FaultPlan()
-        self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in FAULTS}}
+        self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in (*FAULTS, SLOW_DRIP)}}
         self.log: list[Request] = []
         self._lock = threading.Lock()
         self._httpd = _HTTPServer((host, port), self._handler())
@@ -197,7 +200,13 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: dict | str, headers: dict | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                body: dict | str,
+                headers: dict | None = None,
+                drip: float | None = None,
+            ) -> None:
                 data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 try:
                     self.send_response(status)
@@ -206,7 +215,13 @@ class FakeServer:
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if drip is None:
+                        self.wfile.write(data)
+                        return
+                    for i in range(len(data)):
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(drip)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     self.close_connection = True
 
@@ -241,6 +256,7 @@ class FakeServer:
                 text = {"empty": "", "garbage": "\x00 <<garbage>> }{ [[ ##"}.get(
                     fault or "", reply_text(prompt)
                 )
+                drip = server.faults.trickle_seconds if fault == SLOW_DRIP else None
                 return self._send(
                     200,
                     {
@@ -261,6 +277,7 @@ class FakeServer:
                             "total_tokens": len(prompt) // 4 + len(text) // 4 + 2,
                         },
                     },
+                    drip=drip,
                 )
 
         return Handler

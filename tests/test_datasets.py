@@ -397,4 +397,3 @@ def test_dataset_error_is_value_error() -> None:
     assert issubclass(DatasetError, ValueError)
     assert issubclass(DatasetWarning, UserWarning)
     assert str(RowIssue("f.jsonl", 3, "bad")) == "f.jsonl:3: bad"
-

@@ -555,3 +555,51 @@ def test_malformed_dataset_rows_are_reported_and_valid_ones_evaluated(
     assert "problem truncated from 1000013 to 20000 characters" in results["big"]["notes"]
     assert "4 control characters removed" in results["ctl"]["notes"]  # \x00 \x1b \u200b \x07
     print(f"\nstats: dataset of {len(rows) + 2} lines: {len(skipped)} reported, 5 evaluated")
+
+
+# --- deadlines, caches and interruptions (the trust issue) -----------------------------------
+
+
+def test_timeout_is_a_wall_clock_deadline_per_call():
+    """A server dripping one byte every 0.3 s never trips a per-read timeout of 2 s."""
+    plan = FaultPlan(script=("trickle",), trickle_seconds=0.3)
+    with FakeServer(faults=plan) as server:
+        lm = make_lm("openai/fake", api_base=server.url, timeout=2, num_retries=0, cache=False)
+        started = time.monotonic()
+        with pytest.raises(Exception, match="deadline"):
+            lm("What is 6*7?")
+        elapsed = time.monotonic() - started
+    assert elapsed < 4, elapsed
+    print(f"\nstats: trickling server, --timeout 2 --retries 0: failed after {elapsed:.1f} s")
+
+
+def test_the_cache_knows_which_server_answered():
+    with FakeServer() as a, FakeServer() as b:
+        for server in (a, b, a):
+            make_lm("openai/fake", api_base=server.url, max_tokens=8)("What is 6*7?")
+        assert (a.counts["requests"], b.counts["requests"]) == (1, 1)  # a again: cached
+
+
+def test_first_ctrl_c_saves_and_exits_130_without_waiting_for_calls_in_flight(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with FakeServer(delay=60) as server:
+        argv = ["eval", "--dataset", "gsm8k", "--n", "4", "--method", "cot", "--threads", "2"]
+        argv += ["--timeout", "300", "--out", str(out), *fake_model(server), "--quiet"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scale.cli", *argv, "--no-mlflow"],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while server.counts["requests"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - started
+    assert proc.returncode == 130 and waited < 5, (proc.returncode, waited, err)
+    assert "interrupted" in err and "Traceback" not in err
+    assert lines(out) == []  # the header is there; nothing half-written
+    print(f"\nstats: Ctrl-C with 2 calls in flight (server delay 60 s): exit 130 in {waited:.1f} s")

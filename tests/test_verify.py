@@ -255,3 +255,32 @@ def test_worker_starts_lazily_and_is_cleaned_up_at_exit() -> None:
     )
     status = Path(f"/proc/{int(done.stdout)}/status")
     assert not status.exists() or "zombie" in status.read_text()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(timeout):
+    with pytest.raises(ValueError, match="positive number"):
+        is_equivalent("\\frac{1}{2}", "\\frac{2}{4}", timeout=timeout)
+
+
+def test_no_time_limit_and_the_deadline_counts_waiting_for_a_worker():
+    import threading
+    import time
+
+    assert is_equivalent("\\frac{1}{2}", "\\frac{2}{4}", timeout=float("inf"))
+    hard = ("\\sqrt{2}+\\sqrt{3}", "\\sqrt{5+2\\sqrt{6}}")
+    took: list[float] = []
+
+    def check() -> None:
+        started = time.monotonic()
+        is_equivalent(*hard, timeout=2.0)
+        took.append(time.monotonic() - started)
+
+    with ThreadPoolExecutor(verify.POOL_SIZE) as pool:  # every worker started (not counted)
+        list(pool.map(lambda _: is_equivalent("x^2", "x*x"), range(verify.POOL_SIZE)))
+    workers = [threading.Thread(target=check) for _ in range(8)]  # more than the pool's size
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert max(took) < 2.0 + 1.0, took  # time queued for a worker counts
