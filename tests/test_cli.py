@@ -227,7 +227,7 @@ BAD = [
         ["eval", "--dataset", "gsm8k", "--retry-errors", "--out", "x", "--no-mlflow"],
         "with --resume",
     ),
-    (["solve", "--estimator", "magic", "x"], "unknown estimator 'magic'"),
+    (["solve", "--model", "openai/x", "--estimator", "magic", "x"], "unknown estimator 'magic'"),
     (["solve", "--model", "local/smollm2-135m", "--api-base", "http://x/v1", "x"], "runs locally"),
 ]
 
