@@ -137,8 +137,9 @@ def _example_outcomes(
 
 
 def estimator_quality(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
-    """Per estimator and level (``steps``, ``problems``): AUROC for System 1's failure,
-    and the score distribution."""
+    """Per estimator and level (``steps``, ``problems``): AUROC for System 1's failure, how
+    often it fires (a score above 0, or unknown) and how often System 1 had failed when it
+    did (its precision), and the score distribution."""
     report: dict[str, dict[str, Any]] = {}
     names = sorted({n for o in outcomes for n in o.scores})
     for level, chosen in (
@@ -149,10 +150,13 @@ def estimator_quality(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
         for name in names:
             scores = [o.scores.get(name) for o in chosen]
             known = sorted(s for s in scores if s is not None)
+            fired = [y for s, y in zip(scores, labels, strict=True) if s is None or s > 0]
             report.setdefault(name, {})[level] = {
                 "auroc": auroc(scores, labels) if chosen else None,
                 "n": len(scores),
                 "hard": sum(labels),
+                "fires": round(len(fired) / len(scores), 4) if scores else None,
+                "precision_when_fired": round(sum(fired) / len(fired), 4) if fired else None,
                 "missing": len(scores) - len(known),
                 "distinct": len(set(known)),
                 "quartiles": [

@@ -273,9 +273,9 @@ def estimator_report(
             if errors
             else []
         ),
-        "| estimator | level | AUROC | n (hard) | distinct scores | quartiles | best threshold "
-        "(S1 kept right / failures escalated) |",
-        "|---|---|---|---|---|---|---|",
+        "| estimator | level | AUROC | n (hard) | fires | precision when fired | distinct "
+        "scores | quartiles | best threshold (S1 kept right / failures escalated) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, levels in quality.items():
         for level, q in levels.items():
@@ -286,8 +286,8 @@ def estimator_report(
                 else "-"
             )
             lines.append(
-                f"| {name} | {level} | {q['auroc']} | {q['n']} ({q['hard']}) | {q['distinct']} "
-                f"| {q['quartiles']} | {shown} |"
+                f"| {name} | {level} | {q['auroc']} | {q['n']} ({q['hard']}) | {q['fires']} | "
+                f"{q['precision_when_fired']} | {q['distinct']} | {q['quartiles']} | {shown} |"
             )
     atomic_write_text(out_dir / "estimators.md", "\n".join(lines) + "\n")
     if tracker is not None:

@@ -214,6 +214,8 @@ def test_outcome_labels_for_steps_and_problems(world):
     assert quality["self"]["steps"]["auroc"] == 1.0
     assert quality["agreement"]["steps"]["auroc"] == 0.5  # identical replies: no signal
     assert quality["check"]["problems"]["auroc"] == 1.0
+    assert quality["check"]["problems"]["fires"] == 0.5
+    assert quality["check"]["problems"]["precision_when_fired"] == 1.0
 
 
 def test_an_outcome_label_does_not_depend_on_the_estimator(world):
