@@ -12,6 +12,7 @@ Run: ``python -m scale.fakeserver --port 8009 --delay 0.2 --fault-rate 0.3``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -144,9 +145,12 @@ class FakeServer:
         faults: FaultPlan | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        slots: int | None = None,
     ):
         self.delay = delay
         self.faults = faults or FaultPlan()
+        # like a model server: at most ``slots`` requests are worked on at once (None: any)
+        self._slots = threading.BoundedSemaphore(slots) if slots else contextlib.nullcontext()
         self.counts: dict[str, int] = {"requests": 0, **{f: 0 for f in (*FAULTS, SLOW_DRIP)}}
         self.log: list[Request] = []
         self._lock = threading.Lock()
@@ -231,7 +235,8 @@ class FakeServer:
                 request = json.loads(body or b"{}")
                 fault = server.faults.draw()
                 server._record(body, fault)
-                time.sleep(server.delay)
+                with server._slots:
+                    time.sleep(server.delay)
                 if fault == "http500":
                     return self._send(500, {"error": {"message": "injected server error"}})
                 if fault == "http429":

@@ -17,7 +17,7 @@ from typing import Any
 import dspy
 import litellm
 
-from scale import local, packaged
+from scale import local, packaged, router
 from scale.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
@@ -301,6 +301,9 @@ def check_model(model: str, api_base: str | None = None) -> None:
             f"{model} runs locally; --api-base is for models served elsewhere (to use a "
             "server of your own, name it as openai/MODEL with --api-base URL)"
         )
+    if model.startswith(f"{router.PROVIDER}/"):
+        router.POOLS.check(model)
+        return
     if not model or "/" not in model:
         raise packaged.ModelError(
             f"Model {model!r} needs a provider prefix, e.g. {DEFAULT_MODEL}, openai/gpt-4o-mini, "
@@ -351,6 +354,8 @@ def make_lm(
         local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
         client = {"api_base": f"local://{local.runtime_name()}"}
+    elif model.startswith(f"{router.PROVIDER}/"):
+        client = {"api_base": f"router://{router.POOLS.digest}"}
     elif api_base:
         client = {"api_base": api_base, "api_key": api_key or "not-needed"}
     elif api_key:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -95,4 +96,81 @@ def generation(
                 "tokens_per_s": round(tokens / wall, 2),
             }
         )
+    return rows
+
+
+def router_file(
+    urls: Sequence[str], path: str | Path, *, pool: str = "pool", **settings: Any
+) -> Path:
+    """A litellm Router file with one deployment of ``openai/fake`` per server URL."""
+    import json
+
+    model_list = [
+        {
+            "model_name": pool,
+            "litellm_params": {"model": "openai/fake", "api_base": url, "api_key": "none"},
+        }
+        for url in urls
+    ]
+    config = {
+        "model_list": model_list,
+        "router_settings": {"routing_strategy": "least-busy", **settings},
+    }
+    path = Path(path)
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def pools(
+    server_counts: Sequence[int] = (1, 2, 3),
+    *,
+    n: int = 24,
+    delay: float = 0.2,
+    threads_per_server: int = 2,
+    folder: str | Path,
+) -> list[dict[str, Any]]:
+    """Problems per second of ``cot`` through a ``router/pool`` of 1, 2, 3 ... fake servers,
+    each working on one request at a time after ``delay`` seconds (a model server with one
+    slot), with ``threads_per_server`` examples in flight per server."""
+    import contextlib
+
+    from scale.datasets import load_dataset
+    from scale.fakeserver import FakeServer
+    from scale.programs import build_program
+    from scale.router import load_router
+
+    examples = load_dataset("gsm8k", n=n, seed=2)
+    rows = []
+    saved = dspy.cache
+    try:
+        for count in server_counts:
+            with contextlib.ExitStack() as stack:
+                servers = [
+                    stack.enter_context(FakeServer(delay=delay, slots=1)) for _ in range(count)
+                ]
+                load_router(
+                    router_file([s.url for s in servers], Path(folder) / f"router-{count}.json")
+                )
+                dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+                program = build_program("cot", model="router/pool")
+                started = time.perf_counter()
+                _, summary = evaluate(
+                    program, examples, threads=threads_per_server * count, progress=False
+                )
+                wall = time.perf_counter() - started
+                rows.append(
+                    {
+                        "servers": count,
+                        "problems": n,
+                        "wall_s": round(wall, 3),
+                        "problems_per_s": round(n / wall, 3),
+                        "errors": summary.errors,
+                        "requests_per_server": [s.counts["requests"] for s in servers],
+                    }
+                )
+    finally:
+        dspy.cache = saved
+    base = rows[0]["problems_per_s"] / rows[0]["servers"]
+    for row in rows:
+        row["scaling"] = round(row["problems_per_s"] / (base * row["servers"]), 3)
     return rows

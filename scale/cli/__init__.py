@@ -8,11 +8,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from scale.cli import bench, evaluation, misc, search, solve
+from scale.cli import bench, evaluation, misc, search, serve, solve
 from scale.cli.options import Parser, UsageError
 from scale.cli.support import say
 
-COMMANDS = (solve, evaluation, search, bench, misc)
+COMMANDS = (solve, evaluation, search, bench, serve, misc)
 
 
 def build_parser() -> Parser:
@@ -34,6 +34,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from scale.optimizers import ResultsFileError
     from scale.packaged import ModelError
     from scale.programs import OverlapError, ProblemError, ProgramFileError, RoutingError
+    from scale.router import RouterError
 
     return (
         UsageError,
@@ -45,6 +46,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         RoutingError,
         ResultsFileError,
         OverlapError,
+        RouterError,
     )
 
 

@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="cot",
         help="method to run against the fake server (default: %(default)s)",
     )
+    p.add_argument(
+        "--servers",
+        type=lambda t: [positive(v) for v in t.split(",")],
+        help="measure a router/ pool instead: problems/s through 1, 2, ... fake servers with one "
+        "slot each (e.g. 1,2,3), two examples in flight per server",
+    )
     p.add_argument("--model", help="a local/ model: measure its generation speed instead")
     p.add_argument("--runtime", choices=RUNTIMES, help="local runtime for --model")
     p.add_argument("--out", help="folder for throughput.json/.md")
@@ -84,7 +90,20 @@ def run_throughput(args: argparse.Namespace) -> int:
     from scale.programs.io import atomic_write_text
     from scale.report import machine
 
-    if args.model:
+    if args.servers:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            rows = throughput.pools(args.servers, n=args.n, delay=args.delay, folder=folder)
+        lines = ["| servers | problems/s | scaling vs 1 server x servers | requests per server |"]
+        lines.append("|---|---|---|---|")
+        lines += [
+            f"| {r['servers']} | {r['problems_per_s']:.2f} | {r['scaling']:.2f} | "
+            f"{r['requests_per_server']} |"
+            for r in rows
+        ]
+        extra = {"delay_s": args.delay, "method": "cot", "router": "least-busy"}
+    elif args.model:
         if not args.model.startswith("local/"):
             Parser(prog="scale throughput").error("--model must be a local/ model")
         local.set_runtime(args.runtime)

@@ -119,6 +119,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "Retry-After (default: %(default)s)",
     )
     g.add_argument(
+        "--router",
+        metavar="ROUTER.yaml",
+        help="model pools in litellm Router's format (model_list, router_settings): a model "
+        "named router/POOL spreads its calls over POOL's deployments, with retries, cooldowns "
+        "and fallbacks",
+    )
+    g.add_argument(
         "--runtime",
         choices=RUNTIMES,
         help="how local/ models run: inproc (llama.cpp in this process) or server (a managed "
@@ -161,7 +168,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--system2-window", type=positive, help="ESC window size (default: 4)")
 
 
-def add_program_options(p: argparse.ArgumentParser, *, methods: bool = True) -> None:
+def add_program_options(
+    p: argparse.ArgumentParser, *, methods: bool = True, program: bool = True
+) -> None:
     from scale.programs import METHODS, PRESETS
     from scale.programs.estimators import ESTIMATORS
     from scale.programs.route import MODES
@@ -183,12 +192,13 @@ def add_program_options(p: argparse.ArgumentParser, *, methods: bool = True) -> 
         help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items())
         + " (default: %(default)s)",
     )
-    g.add_argument(
-        "--program",
-        metavar="TUNED.json",
-        help="a program saved by `scale compile` (its method, prompts, routing and System "
-        "knobs; options given here still override them)",
-    )
+    if program:
+        g.add_argument(
+            "--program",
+            metavar="TUNED.json",
+            help="a program saved by `scale compile` (its method, prompts, routing and System "
+            "knobs; options given here still override them)",
+        )
     g.add_argument(
         "--estimator",
         help=f"difficulty estimator: {', '.join(ESTIMATORS)}, or several joined with '+' "

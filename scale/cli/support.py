@@ -42,6 +42,10 @@ def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
 
     if getattr(args, "runtime", None):
         local.set_runtime(args.runtime)
+    if getattr(args, "router", None):
+        from scale.router import load_router
+
+        load_router(args.router)
     return ProgramSpec.from_args(args, **overrides)
 
 

@@ -1,0 +1,326 @@
+"""``scale serve``: loaded programs behind an OpenAI-compatible endpoint (FastAPI).
+
+- ``POST /v1/chat/completions``: the last user message is the problem; the reply's content
+  is a short worked solution ending in the boxed answer; ``usage`` is the program's whole
+  usage (every call it made); the extra field ``scale`` carries the steps. With
+  ``stream: true`` each stage and step is sent as it completes (server-sent events), the
+  answer last.
+- ``GET /v1/models`` (one entry per program), ``GET /health``.
+
+Limits answer as OpenAI clients expect: a problem over the size cap or empty -> 400, an
+unknown model -> 404, a missing or wrong bearer key -> 401, every worker busy -> 429 with
+``Retry-After``, past the per-request deadline -> 504; errors are OpenAI-style JSON. A
+client that disconnects frees its slot, and its program stops at the next stage boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import dspy
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from scale.programs import MathProgram, ProgressCallback, reporting_to
+from scale.programs.base import MAX_PROBLEM_CHARS, ProblemError, clean_problem
+
+DEFAULT_DEADLINE = 600.0
+
+
+class Cancelled(Exception):
+    """The client went away or the deadline passed: stop at the next stage boundary."""
+
+
+def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _problem(body: Any) -> str:
+    """The text of the last user message; raises ValueError with the reason."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty list")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise ValueError("no user message: the last user message is the problem")
+    content = users[-1].get("content")
+    if isinstance(content, list):
+        content = "\n".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    if not isinstance(content, str):
+        raise ValueError("the user message's content must be text")
+    return content
+
+
+def _step_line(index: int, step: Any) -> str:
+    difficulty = "" if step.difficulty is None else f", difficulty {step.difficulty:.2f}"
+    return (
+        f"Step {index + 1} (System {step.system}{difficulty}): {step.subproblem} -> {step.answer}"
+    )
+
+
+def _solution(pred: dspy.Prediction) -> str:
+    steps = list(pred.steps)
+    lines = [] if len(steps) == 1 else [_step_line(i, s) for i, s in enumerate(steps)]
+    return "\n".join([*lines, f"Final answer: \\boxed{{{pred.answer}}}"]).strip()
+
+
+def _extra(pred: dspy.Prediction, method: str) -> dict[str, Any]:
+    keys = (
+        "subproblem",
+        "difficulty",
+        "system",
+        "answer",
+        "prompt_tokens",
+        "completion_tokens",
+        "lm_calls",
+    )
+    return {
+        "method": method,
+        "steps": [{k: getattr(s, k) for k in keys} for s in pred.steps],
+        "usage": pred.usage.to_dict(),
+    }
+
+
+def _usage(pred: dspy.Prediction) -> dict[str, int]:
+    u = pred.usage
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+
+
+class _Watch(ProgressCallback):
+    """Forwards progress to the event loop and stops the program once cancelled."""
+
+    def __init__(self, cancel: threading.Event, push: Callable[[str], None] | None):
+        self.cancel = cancel
+        self.push = push
+
+    def _tell(self, text: str) -> None:
+        if self.cancel.is_set():
+            raise Cancelled
+        if self.push is not None:
+            self.push(text)
+
+    def on_gated(self, rating, decision: str) -> None:
+        shown = "?" if rating.difficulty is None else f"{rating.difficulty:.2f}"
+        self._tell(f"Problem rated {shown}: {decision.replace('system', 'System ')}.\n")
+
+    def on_decomposed(self, subproblems, notes) -> None:
+        self._tell(f"Decomposed into {len(subproblems)} steps.\n")
+
+    def on_step(self, index: int, step) -> None:
+        self._tell(_step_line(index, step) + "\n")
+
+
+def create_app(
+    programs: dict[str, MathProgram],
+    *,
+    api_key: str | None = None,
+    max_in_flight: int = 4,
+    deadline: float = DEFAULT_DEADLINE,
+    max_problem_chars: int = MAX_PROBLEM_CHARS,
+    retry_after: int = 2,
+) -> FastAPI:
+    """The ASGI app serving ``programs`` (name -> program)."""
+    if not programs:
+        raise ValueError("serve at least one program")
+    app = FastAPI(title="scale", docs_url=None, redoc_url=None)
+    busy = {"n": 0}
+    lock = threading.Lock()
+
+    def take_slot() -> bool:
+        with lock:
+            if busy["n"] >= max_in_flight:
+                return False
+            busy["n"] += 1
+            return True
+
+    def free_slot() -> None:
+        with lock:
+            busy["n"] -= 1
+
+    def start(program: MathProgram, problem: str, cancel: threading.Event, push) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if not future.done():
+                (future.set_result if ok else future.set_exception)(value)
+
+        def work() -> None:
+            try:
+                with reporting_to(_Watch(cancel, push)):
+                    outcome = (True, program(problem=problem))
+            except BaseException as exc:  # handed to the request
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
+                loop.call_soon_threadsafe(settle, *outcome)
+
+        threading.Thread(target=work, daemon=True, name="scale-serve").start()
+        return future
+
+    def refused(request: Request) -> JSONResponse | None:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            return _error(401, "missing or wrong API key", "authentication_error")
+        return None
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "in_flight": busy["n"], "max_in_flight": max_in_flight}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "scale"} for name in programs
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request):
+        if (refusal := refused(request)) is not None:
+            return refusal
+        try:
+            body = await request.json()
+            text = _problem(body)
+        except (ValueError, json.JSONDecodeError) as exc:
+            return _error(400, f"invalid request: {exc}", "invalid_request_error")
+        name = body.get("model") or next(iter(programs))
+        if name not in programs:
+            return _error(404, f"no model {name!r}; see /v1/models", "model_not_found")
+        if len(text) > max_problem_chars:
+            return _error(
+                400,
+                f"the problem has {len(text)} characters, over the cap of {max_problem_chars}",
+                "invalid_request_error",
+            )
+        try:
+            problem, _ = clean_problem(text, max_problem_chars)
+        except ProblemError as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        if not take_slot():
+            return _error(
+                429,
+                f"all {max_in_flight} workers are busy; retry shortly",
+                "rate_limit_error",
+                {"Retry-After": str(retry_after)},
+            )
+        program = programs[name]
+        ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        cancel = threading.Event()
+        if body.get("stream"):
+            return StreamingResponse(
+                _stream(program, name, problem, ident, cancel, body, start, free_slot, deadline),
+                media_type="text/event-stream",
+            )
+        future = start(program, problem, cancel, None)
+        started = time.monotonic()
+        try:
+            while not future.done():
+                if time.monotonic() - started > deadline:
+                    return _error(504, f"no answer within the {deadline:g} s deadline", "timeout")
+                if await request.is_disconnected():
+                    return _error(499, "the client went away", "cancelled")
+                await asyncio.wait({future}, timeout=0.25)
+            pred = future.result()
+        except Exception as exc:
+            return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
+        finally:
+            cancel.set()
+            free_slot()
+        return {
+            "id": ident,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": _solution(pred)},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(pred),
+            "scale": _extra(pred, program.method),
+        }
+
+    return app
+
+
+async def _stream(
+    program: MathProgram,
+    name: str,
+    problem: str,
+    ident: str,
+    cancel: threading.Event,
+    body: dict,
+    start: Callable,
+    free_slot: Callable[[], None],
+    deadline: float,
+) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, one content chunk per stage and step, the answer,
+    a final chunk (finish reason, usage, steps), then ``[DONE]``."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    created = int(time.time())
+
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        data = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(data)}\n\n"
+
+    try:
+
+        def push(text: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
+                loop.call_soon_threadsafe(queue.put_nowait, text)
+
+        future = start(program, problem, cancel, push)
+        yield chunk({"role": "assistant", "content": ""})
+        started = time.monotonic()
+        while not (future.done() and queue.empty()):
+            if time.monotonic() - started > deadline:
+                error = {
+                    "message": f"no answer within the {deadline:g} s deadline",
+                    "type": "timeout",
+                }
+                yield f"data: {json.dumps({'error': error})}\n\n"
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                yield chunk({"content": await asyncio.wait_for(queue.get(), timeout=0.25)})
+        try:
+            pred = future.result()
+        except Exception as exc:
+            error = {"message": f"{type(exc).__name__}: {exc}", "type": "server_error"}
+            yield f"data: {json.dumps({'error': error})}\n\n"
+            return
+        yield chunk({"content": f"Final answer: \\boxed{{{pred.answer}}}"})
+        usage = (
+            _usage(pred) if (body.get("stream_options") or {}).get("include_usage", True) else None
+        )
+        yield chunk({}, "stop", usage=usage, scale=_extra(pred, program.method))
+        yield "data: [DONE]\n\n"
+    finally:  # also when the client disconnects (the generator is cancelled)
+        cancel.set()
+        free_slot()
