@@ -60,7 +60,7 @@ class MathProgram(dspy.Module):
             steps, more_notes, fallbacks = self.solve(problem)
         usage = ledger.usage(time.perf_counter() - started)
         answer = steps[-1].answer if steps else ""
-        return dspy.Prediction(
+        pred = dspy.Prediction(
             answer=answer,
             steps=steps,
             usage=usage,
@@ -68,6 +68,8 @@ class MathProgram(dspy.Module):
             fallbacks=fallbacks,
             method=self.method,
         )
+        pred.set_lm_usage(ledger.usage_by_model())  # what traces (MLflow's) report
+        return pred
 
     def solve(self, problem: str) -> tuple[list[Step], list[str], list[Fallback]]:
         """Run the method; return its steps (the last one holds the answer), notes and

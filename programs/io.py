@@ -172,10 +172,36 @@ def _check_predictor(where: str, state: Any) -> None:
             raise ProgramFileError(f"{where}.{key} must be empty")
 
 
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+
+
+def local_program(ref: str | Path) -> Path:
+    """A program file on disk: ``ref`` itself, or, for an MLflow model URI (``models:/NAME/
+    VERSION``, ``runs:/RUN_ID/model``) logged by ``scale compile``, its program artifact
+    downloaded from the tracking store."""
+    text = str(ref)
+    if not text.startswith(MLFLOW_SCHEMES):
+        return Path(ref)
+    try:
+        import mlflow
+
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        raise ProgramFileError(f"{text}: cannot fetch it from MLflow ({problem})") from None
+    found = sorted((folder / "artifacts").glob("*.json"))
+    if len(found) != 1:
+        raise ProgramFileError(
+            f"{text}: not a program logged by scale compile (no program artifact)"
+        )
+    return found[0]
+
+
 def read_program(path: str | Path) -> dict[str, Any]:
-    """The saved state at ``path``, validated as a program file of this format (see the
-    module docstring for what it may hold)."""
-    path = Path(path)
+    """The saved state at ``path`` (a file, or an MLflow model URI, see ``local_program``),
+    validated as a program file of this format (see the module docstring for what it may
+    hold)."""
+    path = local_program(path)
     if path.suffix != ".json":
         raise ProgramFileError(f"{path}: only .json program files are loaded (never pickle)")
     try:

@@ -113,6 +113,19 @@ class Ledger:
     def usage(self, seconds: float = 0.0) -> Usage:
         return Usage.of(self.snapshot(), seconds)
 
+    def usage_by_model(self) -> dict[str, dict[str, int]]:
+        """Token totals per model string, in DSPy's ``get_lm_usage()`` shape."""
+        records = self.snapshot()
+        return {
+            model: {
+                "prompt_tokens": sum(r.prompt_tokens for r in mine),
+                "completion_tokens": sum(r.completion_tokens for r in mine),
+                "total_tokens": sum(r.total_tokens for r in mine),
+            }
+            for model in sorted({r.model for r in records})
+            for mine in [[r for r in records if r.model == model]]
+        }
+
 
 _ledger: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar("ledger", default=None)
 _label: contextvars.ContextVar[tuple[str, int | None, int | None]] = contextvars.ContextVar(

@@ -42,6 +42,32 @@ def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+def log_program(
+    tracker: Tracker, path: str | Path, *, model: str, registered_name: str | None = None
+) -> str | None:
+    """Log the program at ``path`` as an MLflow model from code (``scale.mlflow_model``: no
+    pickle), registered as ``registered_name`` if given; returns its ``models:/`` URI."""
+    if tracker._mlflow is None:
+        return None
+    mlflow = tracker._mlflow
+    from scale import __version__, mlflow_model
+
+    try:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=mlflow_model.__file__,
+            artifacts={"program": str(path)},
+            model_config={"model": model},
+            pip_requirements=[f"scale-dspy=={__version__}"],
+            registered_model_name=registered_name,
+        )
+    except Exception as exc:
+        _disable(f"logging the program as an MLflow model failed ({type(exc).__name__}: {exc})")
+        tracker._mlflow = None
+        return None
+    return info.model_uri
+
+
 class Tracker:
     """One MLflow run (or a no-op when tracking is off or broken)."""
 
@@ -128,9 +154,12 @@ def run(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     params: dict[str, Any] | None = None,
+    trace: bool = True,
 ) -> Iterator[Tracker]:
     """An MLflow run named ``name`` in ``experiment`` on ``tracking_uri`` (default: the
-    SQLite store ``mlflow.db`` in the working folder)."""
+    SQLite store ``mlflow.db`` in the working folder). With ``trace``, every program call
+    inside is traced by MLflow's DSPy integration (module tree, each LM call, latency, and
+    the program's token usage as ``scale`` counts it)."""
     if not enabled:
         yield Tracker(None)
         return
@@ -160,6 +189,8 @@ def run(
     tracker = Tracker(mlflow)
     if params:
         tracker.params(params)
+    if trace:
+        _autolog(True)
     status = "FINISHED"
     try:
         yield tracker
@@ -167,5 +198,24 @@ def run(
         status = "KILLED" if sys.exc_info()[0] is KeyboardInterrupt else "FAILED"
         raise
     finally:
+        if trace:
+            _autolog(False)
         with contextlib.suppress(Exception):
             mlflow.end_run(status=status)
+
+
+def _autolog(on: bool) -> None:
+    """MLflow's DSPy tracing on or off (our own runs log compiles and evaluations)."""
+    try:
+        import mlflow.dspy
+
+        mlflow.dspy.autolog(
+            log_traces=on,
+            log_traces_from_eval=on,
+            log_compiles=False,
+            log_evals=False,
+            disable=not on,
+            silent=True,
+        )
+    except Exception as exc:
+        _disable(f"tracing unavailable ({type(exc).__name__}: {exc})")

@@ -40,7 +40,11 @@ def test_an_eval_spreads_its_calls_over_every_server(servers, tmp_path):
 def test_a_server_killed_mid_run_loses_and_duplicates_nothing(servers, tmp_path):
     load_router(
         router_file(
-            [s.url for s in servers], tmp_path / "r.json", num_retries=2, allowed_fails=1, cooldown_time=30
+            [s.url for s in servers],
+            tmp_path / "r.json",
+            num_retries=2,
+            allowed_fails=1,
+            cooldown_time=30,
         )
     )
     examples = load_dataset("gsm8k", n=50, seed=5)

@@ -310,6 +310,12 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
         "--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment (default: %(default)s)"
     )
     g.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    g.add_argument(
+        "--no-trace",
+        action="store_true",
+        help="log runs but no traces (by default each program call is traced: module tree, "
+        "every LM call, tokens, latency)",
+    )
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:

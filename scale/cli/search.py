@@ -83,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="give the stated-difficulty scorer outcome-labelled demos (AUROC before/after)",
     )
     p.add_argument("--out", required=True, help="where the tuned program JSON goes")
+    p.add_argument(
+        "--register",
+        metavar="NAME",
+        help="register the logged MLflow model under NAME (load it with --program "
+        "models:/NAME/VERSION, or mlflow.pyfunc.load_model)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_options(p)
     add_program_options(p)
@@ -201,6 +207,7 @@ def _bools(text: str) -> list[bool]:
 def run_compile(args: argparse.Namespace) -> int:
     from scale.optimizers import Grid, SCALEOptimizer
     from scale.programs import check_estimator, save_program
+    from scale.tracking import log_program
 
     if args.train < 1 or args.val < 1:
         raise UsageError("--train and --val must be at least 1")
@@ -263,6 +270,7 @@ def run_compile(args: argparse.Namespace) -> int:
         best = optimizer.report["best"]
         tracker.metrics({"best_" + k: v for k, v in best.items() if isinstance(v, (int, float))})
         tracker.artifact(path)
+        model_uri = log_program(tracker, path, model=spec.model, registered_name=args.register)
     print(trial_table(optimizer.trials))
     report = optimizer.report
     print(
@@ -271,4 +279,6 @@ def run_compile(args: argparse.Namespace) -> int:
         f"{report['ties']['within_one_problem']} within one validation problem"
     )
     print(f'saved {path}; run it with: scale solve --program {path} "PROBLEM"')
+    if model_uri:
+        print(f"logged as the MLflow model {model_uri}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from scale.cli.options import add_model_options, add_program_options
 from scale.cli.support import printable, say, spec_from_args
@@ -24,6 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     add_program_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    g = p.add_argument_group("tracking")
+    g.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow store: the solve is traced there as a run (default: $MLFLOW_TRACKING_URI; "
+        "none: not tracked); also where --program models:/NAME/VERSION is found",
+    )
+    g.add_argument("--experiment", default="scale", help="MLflow experiment (default: scale)")
+    g.add_argument("--no-trace", action="store_true", help="do not trace the solve")
     p.set_defaults(run=run)
 
 
@@ -64,19 +74,33 @@ def live_printer():
 
 
 def run(args: argparse.Namespace) -> int:
+    from scale import tracking
     from scale.programs import clean_problem, reporting_to
 
     problem, notes = clean_problem(args.problem)  # an unusable problem fails before setup
     for note in notes:
         say(f"note: {note}")
     spec = spec_from_args(args)
+    if args.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(args.tracking_uri)
     try:
         program = spec.build()
         say(
             f"solving with {program.method} on {spec.system_models[0]} (first use of a local "
             "model loads it; each step takes a while on a CPU)"
         )
-        with reporting_to(live_printer()):
+        with (
+            tracking.run(
+                "solve",
+                enabled=bool(args.tracking_uri) and not args.no_trace,
+                tracking_uri=args.tracking_uri,
+                experiment=args.experiment,
+                params=spec.params(),
+            ),
+            reporting_to(live_printer()),
+        ):
             pred = program(problem=problem)
     except Exception as exc:
         if args.json:

@@ -103,6 +103,7 @@ def tracked_run(
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
         params=params,
+        trace=not args.no_trace,
     )
 
 
