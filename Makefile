@@ -13,7 +13,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 SERVER_CACHE := $(or $(SCALE_CACHE_DIR),$(HOME)/.cache/scale-dspy)/llama-server-$(LLAMA_CPP_PYTHON)-$(shell echo "$(CMAKE_ARGS)" | cksum | cut -d' ' -f1)
 PROBLEM ?= A shop sells pens at 3 dollars each. How much do 4 pens cost?
 
-.PHONY: demo test lint setup setup-qwen server check-install
+.PHONY: demo test lint setup setup-qwen server check-install ui-shot
 
 # The environment with the local runtime, the tiny model and the test tools.
 # (llama-cpp-python compiles llama.cpp on first install: several minutes on 2 cores.)
@@ -61,3 +61,9 @@ check-install: setup
 	$(BIN)/pip install --quiet --no-deps --force-reinstall .
 	$(BIN)/python -m pytest -q -p no:randomly tests/test_program.py tests/test_program_files.py; \
 	  status=$$?; $(BIN)/pip install --quiet --no-deps -e .; exit $$status
+
+# Screenshots of the MLflow UI (runs and one trace) from a store of a real run, into docs/.
+# Needs Debian's chromium (apt-get install chromium).
+STORE ?= sqlite:///bench/mlflow-round2.db
+ui-shot: $(BIN)/.installed
+	$(BIN)/python bench/ui_shot.py --store $(STORE) --out docs

@@ -86,25 +86,27 @@ def collect_outcomes(
     estimators: tuple[str, ...],
     *,
     problems: bool = True,
+    steps: bool = True,
     progress: bool = False,
 ) -> tuple[list[Outcome], dict[str, str]]:
-    """Label the steps of each example (and, with ``problems``, the whole problem) and
-    record each estimator's score; the final (question) step is skipped, as SCALE forces
-    it to System 2. An example that raises is left out and its error returned (by id)."""
+    """Label the steps of each example (with ``steps``) and the whole problem (with
+    ``problems``), recording each estimator's score; the final (question) step is skipped,
+    as SCALE forces it to System 2. An example that raises is left out and its error
+    returned (by id)."""
     copy = _labelling_copy(program)
     parts = [build_estimator(name, copy) for name in estimators]
     outcomes: list[Outcome] = []
     errors: dict[str, str] = {}
     for example in tqdm(examples, desc="outcomes", unit="problem", disable=not progress):
         try:
-            outcomes += _example_outcomes(copy, parts, example, problems)
+            outcomes += _example_outcomes(copy, parts, example, problems, steps)
         except Exception as exc:  # recorded per example; the comparison goes on
             errors[str(example.id)] = f"{type(exc).__name__}: {exc}"
     return outcomes, errors
 
 
 def _example_outcomes(
-    program: SCALE, parts: list[Estimator], example: dspy.Example, problems: bool
+    program: SCALE, parts: list[Estimator], example: dspy.Example, problems: bool, steps: bool
 ) -> list[Outcome]:
     found: list[Outcome] = []
     example_id, problem = str(example.id), example.problem
@@ -117,11 +119,13 @@ def _example_outcomes(
         found.append(
             Outcome(example_id, -1, problem, answer, gold, not is_equivalent(gold, answer), scores)
         )
+    if not steps:
+        return found
     probe = _Probe(parts)
     with program.rating_with(probe):
-        steps = program(problem=problem).steps
+        solved = program(problem=problem).steps
     for index, subproblem, answer, scores in probe.records:
-        reference = steps[index].answer
+        reference = solved[index].answer
         found.append(
             Outcome(
                 example_id,

@@ -23,7 +23,7 @@ from scale.programs.scale import SCALE
 from scale.tracking import Tracker
 
 DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
-SYSTEM2_KNOBS = ("samples", "stop", "confidence", "window")
+SYSTEM2_KNOBS = ("samples", "stop", "confidence", "window", "greedy_first")
 
 
 @dataclass

@@ -90,6 +90,11 @@ class Evidence:
         self._replies: list[Reply] = []
 
     @property
+    def replies(self) -> list[Reply]:
+        """The replies made so far: the greedy one first, then samples by rollout id."""
+        return list(self._replies)
+
+    @property
     def whole(self) -> bool:
         return self.solver.whole
 

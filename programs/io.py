@@ -32,6 +32,7 @@ PROFILE_KNOBS: dict[str, tuple[type, Any]] = {
     "stop": (str, ("fixed", "adaptive", "window")),
     "confidence": (float, (0.5, 0.999)),
     "window": (int, (1, 16)),
+    "greedy_first": (bool, None),
     "sample_temperature": (float, (0.0, 1.5)),
     "adapter": (str, ("native", "chat", "json")),
 }

@@ -50,6 +50,7 @@ class SystemProfile:
     stop: StopKind = "fixed"
     confidence: float = 0.95
     window: int = 3
+    greedy_first: bool = False
     sample_temperature: float = 0.7
     adapter: str | None = None
     api_base: str | None = None
@@ -57,6 +58,13 @@ class SystemProfile:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     _lm: AccountedLM | None = field(default=None, init=False, repr=False, compare=False)
+
+    def makes_same_calls(self, other: SystemProfile) -> bool:
+        """Whether ``other`` asks exactly as this profile does (same model, level, budget,
+        temperatures and format), so either's replies serve the other."""
+        keys = ("model", "kind", "max_tokens", "temperature", "thinking", "sample_temperature")
+        keys += ("adapter", "api_base")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -16,7 +16,7 @@ from scale.programs.estimators import Assessor, Estimator, Evidence, build_estim
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Rating, Step, format_steps
 from scale.programs.route import FORCED_LAST, Routing, route_threshold
-from scale.programs.solve import Solver
+from scale.programs.solve import Reply, Solver
 
 
 class SCALE(MathProgram):
@@ -131,9 +131,10 @@ class SCALE(MathProgram):
         """The whole problem as one step, or None when it is to be decomposed."""
         started = time.perf_counter()
         rating = Rating(None)
+        evidence = self.evidence(problem, problem, "", None)
         if self.routing.gate is not None:
             with label("gate"):
-                rating = self.estimator.rate(self.evidence(problem, problem, "", None))
+                rating = self.estimator.rate(evidence)
             if route_threshold([rating.difficulty], self.routing.gate) == [1]:
                 callback().on_gated(rating, "system1")
                 step = Step(problem, rating.difficulty, 1, notes=list(rating.notes))
@@ -150,8 +151,13 @@ class SCALE(MathProgram):
         callback().on_gated(rating, "system2")
         step = Step(problem, rating.difficulty, 2, notes=[*rating.notes, "not decomposed"])
         step.fallbacks = list(rating.fallbacks)
+        drawn = None
+        if self.system2.greedy_first and self.system2.makes_same_calls(self.system1):
+            drawn = evidence.replies  # System 2 goes on from System 1's greedy reply and samples
+            if drawn:
+                step.notes.append(f"continues from System 1's {len(drawn)} replies")
         with final_answer():
-            _solve_into(step, self.whole2, None, problem=problem)
+            _solve_into(step, self.whole2, None, drawn=drawn, problem=problem)
         return finish_step(step, None, started)
 
     def _plan(
@@ -210,9 +216,16 @@ class SCALE(MathProgram):
         return step
 
 
-def _solve_into(record: Step, solver: Solver, index: int | None, **inputs: str) -> None:
-    """Solve with ``solver`` and put its answer, samples, notes and fallbacks on ``record``."""
-    pred = solver(step=index, **inputs)
+def _solve_into(
+    record: Step,
+    solver: Solver,
+    index: int | None,
+    drawn: list[Reply] | None = None,
+    **inputs: str,
+) -> None:
+    """Solve with ``solver`` (continuing ``drawn``) and put its answer, samples, notes and
+    fallbacks on ``record``."""
+    pred = solver(step=index, drawn=drawn, **inputs)
     record.answer = pred.answer
     record.samples = pred.samples
     record.notes.extend(pred.notes)

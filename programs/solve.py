@@ -48,7 +48,8 @@ def _token_logprobs(pred: dspy.Prediction) -> list[dict] | None:
 class Solver(dspy.Module):
     """Answers a whole problem (``whole``) or one step with one profile, at the profile's
     compute level. With ``samples`` > 1 it samples until the profile's stop rule is
-    satisfied and returns the majority answer; every sample is kept in ``samples``."""
+    satisfied (the greedy reply first when ``greedy_first``) and returns the majority
+    answer; every reply is kept in ``samples``."""
 
     def __init__(self, profile: SystemProfile, system: int, *, whole: bool):
         super().__init__()
@@ -133,9 +134,16 @@ class Solver(dspy.Module):
             if rule.done([r.sample.answer for r in replies]):
                 return replies
 
-    def forward(self, step: int | None = None, **inputs: str) -> dspy.Prediction:
+    def forward(
+        self, step: int | None = None, drawn: list[Reply] | None = None, **inputs: str
+    ) -> dspy.Prediction:
+        """``drawn``: replies this solver would make first (the greedy one, then rollouts
+        1..), already made elsewhere; self-consistency continues from them."""
         if self.profile.samples > 1:
-            replies = self.sample(self.profile.stop_rule, step=step, **inputs)
+            first = drawn or None
+            if first is None and self.profile.greedy_first:
+                first = [self.reply(step=step, **inputs)]
+            replies = self.sample(self.profile.stop_rule, step=step, drawn=first, **inputs)
             answers = [r.sample.answer for r in replies]
             answer, share = majority(answers)
             notes = [

@@ -22,6 +22,7 @@ class Preset:
     description: str
     k: int = 1
     batched: bool = True
+    agreement_samples: int = 3
     routing: dict[str, Any] = field(default_factory=dict)
     system1: dict[str, Any] = field(default_factory=dict)
     system2: dict[str, Any] = field(default_factory=dict)
@@ -36,9 +37,20 @@ PRESETS: dict[str, Preset] = {
         routing={"estimator": "self", "threshold": 0.2},
     ),
     "efficient": Preset(
-        "our default: System 1 answers a problem at once when its greedy reply and 2 "
-        "samples agree and its calculation checks out; other problems are decomposed, and "
-        "each step goes to System 2 unless System 1 is as sure of it",
+        "our default, problem-level allocation: System 1 is greedy CoT; a problem whose "
+        "greedy reply and one sample agree is answered at once; the others go whole to "
+        "System 2, greedy-first self-consistency that goes on from those two replies and "
+        "stops at Adaptive-Consistency confidence 0.8 (cap 5)",
+        agreement_samples=2,
+        routing={"estimator": "agreement", "gate": 0.0, "decompose": False},
+        system1={"kind": "reasoning"},
+        system2={"samples": 5, "stop": "adaptive", "confidence": 0.8, "greedy_first": True},
+    ),
+    "stepwise": Preset(
+        "round 1's default, step-level allocation: System 1 (brief) answers a problem at "
+        "once when its greedy reply and 2 samples agree and its calculation checks out; "
+        "other problems are decomposed, and each step goes to System 2 unless System 1 is "
+        "as sure of it",
         routing={"estimator": "agreement+check", "gate": 0.0, "threshold": 0.0},
     ),
 }
@@ -71,12 +83,14 @@ class ProgramSpec:
     model: str = DEFAULT_MODEL
     system1_model: str | None = None
     system2_model: str | None = None
+    system1_kind: str | None = None
     system1_max_tokens: int | None = None
     system2_max_tokens: int | None = None
     system2_samples: int | None = None
     system2_stop: str | None = None
     system2_confidence: float | None = None
     system2_window: int | None = None
+    system2_greedy_first: bool | None = None
     adapter: str | None = None
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -113,7 +127,7 @@ class ProgramSpec:
             raise ValueError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose from {', '.join(PRESETS)}")
-        preset = PRESETS[self.preset]
+        preset = PRESETS[self.preset] if method == "scale" else Preset("")  # baselines: plain
         saved_profiles = header.get("profiles") or {}
         s1 = self._profile(1, {**preset.system1, **saved_profiles.get("system1", {})})
         voting = VOTING.get(method, {})
@@ -123,7 +137,12 @@ class ProgramSpec:
         elif method in VOTING:
             program = Vote(s2)
         else:
-            structure = {"k": preset.k, "batched": preset.batched, **header.get("structure", {})}
+            structure = {
+                "k": preset.k,
+                "batched": preset.batched,
+                "agreement_samples": preset.agreement_samples,
+                **header.get("structure", {}),
+            }
             routing = Routing(**{**preset.routing, **UNIFORM.get(method, {})})
             program = SCALE(s1, s2, routing=routing, **structure)
         program.method = method
@@ -141,12 +160,15 @@ class ProgramSpec:
             "max_tokens": self.system1_max_tokens if system == 1 else self.system2_max_tokens,
             "adapter": self.adapter,
         }
+        if system == 1:
+            mine["kind"] = self.system1_kind
         if system == 2:
             mine |= {
                 "samples": self.system2_samples,
                 "stop": self.system2_stop,
                 "confidence": self.system2_confidence,
                 "window": self.system2_window,
+                "greedy_first": self.system2_greedy_first,
             }
         chosen = {k: v for k, v in knobs.items() if k in PROFILE_KNOBS}
         chosen |= {k: v for k, v in mine.items() if v is not None}

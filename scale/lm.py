@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,17 @@ from scale import local, packaged, router
 from scale.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
+
+
+class _NoTruncationWarning(logging.Filter):
+    """DSPy warns on every reply cut at max_tokens; the programs record those themselves
+    (``Fallback.NO_ANSWER``, the adapter's re-ask), so the warning is only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "response was truncated" not in record.getMessage()
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_NoTruncationWarning())
 
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 TINY_MODEL = "local/smollm2-135m"
@@ -41,6 +53,7 @@ class CallRecord:
     completion_tokens: int
     cached: bool
     seconds: float
+    prompt_evaluated: int | None = None  # prompt tokens the server really computed (prefix cache)
 
     @property
     def total_tokens(self) -> int:
@@ -61,6 +74,7 @@ class Usage:
     spent_tokens: int = 0
     lm_seconds: float = 0.0
     seconds: float = 0.0
+    prompt_evaluated: int | None = None  # of the uncached calls' prompts, where the server said
     by_stage: dict[str, dict[str, int]] = field(default_factory=dict)
     by_system: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -75,12 +89,14 @@ class Usage:
             }
 
         total = bucket(records)
+        known = [r for r in records if r.prompt_evaluated is not None]
         return cls(
             **total,
             cached_calls=sum(r.cached for r in records),
             spent_tokens=sum(r.total_tokens for r in records if not r.cached),
             lm_seconds=round(sum(r.seconds for r in records), 3),
             seconds=round(seconds, 3),
+            prompt_evaluated=sum(r.prompt_evaluated for r in known) if known else None,
             by_stage={
                 s: bucket([r for r in records if r.stage == s])
                 for s in sorted({r.stage for r in records})
@@ -303,7 +319,12 @@ class AccountedLM(dspy.LM):
             )
         )
         stage, system, step = _label.get()
-        ledger.add(CallRecord(self.model, stage, system, step, prompt, completion, cached, seconds))
+        evaluated = None if cached else hidden.get("prompt_evaluated")
+        ledger.add(
+            CallRecord(
+                self.model, stage, system, step, prompt, completion, cached, seconds, evaluated
+            )
+        )
 
 
 def check_model(model: str, api_base: str | None = None) -> None:

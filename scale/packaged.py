@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,9 @@ def packaged_path(model: PackagedModel) -> Path:
         target = parts[0]
     else:
         target = cache_dir() / model.filename
-        if not target.is_file():
-            _assemble(parts, target, model)
+        with _ASSEMBLING:  # threads of one process assemble once (processes: own partials)
+            if not target.is_file():
+                _assemble(parts, target, model)
     if not _is_verified(target, model.sha256):
         actual = _sha256([target], target.stat().st_size, f"checking {model.name}")
         if actual != model.sha256:
@@ -173,6 +175,9 @@ def packaged_path(model: PackagedModel) -> Path:
         with contextlib.suppress(OSError):  # read-only site-packages: checked again next time
             _write_stamp(target, model.sha256)
     return target
+
+
+_ASSEMBLING = threading.Lock()
 
 
 def _assemble(parts: list[Path], target: Path, model: PackagedModel) -> None:

@@ -52,6 +52,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def model_checksums(models: list[str]) -> dict[str, str | None]:
+    """sha256 of each model's weights, when known (local models), for a report."""
+    from scale.packaged import model_sha256
+
+    return {m: model_sha256(m) for m in dict.fromkeys(models)}
+
+
 def paired(
     base: list[ResultRow], other: list[ResultRow], *, resamples: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
@@ -216,6 +223,7 @@ def estimator_report(
     out_dir: str | Path,
     *,
     estimators: tuple[str, ...],
+    levels: tuple[str, ...] = ("steps", "problems"),
     models: str = "",
     checksums: Mapping[str, str | None] | None = None,
     tracker: Any = None,
@@ -228,7 +236,14 @@ def estimator_report(
     from scale.optimizers.outcomes import collect_outcomes, estimator_quality
 
     out_dir = Path(out_dir)
-    outcomes, errors = collect_outcomes(program, examples, estimators, progress=progress)
+    outcomes, errors = collect_outcomes(
+        program,
+        examples,
+        estimators,
+        problems="problems" in levels,
+        steps="steps" in levels,
+        progress=progress,
+    )
     atomic_write_text(
         out_dir / "outcomes.jsonl", "".join(json.dumps(o.to_dict()) + "\n" for o in outcomes)
     )

@@ -71,7 +71,7 @@ def generation(
     """Aggregate generated tokens per second of ``model`` at each number of concurrent
     requests (``rounds`` requests per concurrent slot, sampled at temperature 0.7, distinct
     prompts and seeds, no cache) on the current local runtime."""
-    from scale.lm import make_lm
+    from scale.lm import make_lm, track
 
     lm = make_lm(model, temperature=0.7, max_tokens=max_tokens, cache=False)
     rows = []
@@ -81,8 +81,9 @@ def generation(
         offset += len(jobs)
 
         def one(i: int) -> int:
-            lm(messages=[{"role": "user", "content": PROMPT.format(n=40 + i)}], seed=i)
-            return int((lm.history[-1].get("usage") or {}).get("completion_tokens", 0))
+            with track() as ledger:
+                lm(messages=[{"role": "user", "content": PROMPT.format(n=40 + i)}], seed=i)
+            return sum(r.completion_tokens for r in ledger.records)
 
         started = time.perf_counter()
         tokens = sum(in_parallel(one, jobs, concurrent))
@@ -174,3 +175,23 @@ def pools(
     for row in rows:
         row["scaling"] = round(row["problems_per_s"] / (base * row["servers"]), 3)
     return rows
+
+
+COLUMNS = {  # the row kind (its first key) -> (column heading, key, format)
+    "threads": [("threads", "threads", "{}"), ("problems/s", "problems_per_s", "{:.2f}"),
+                ("scaling vs 1 thread x threads", "scaling", "{:.2f}"), ("errors", "errors", "{}")],
+    "concurrent": [("concurrent requests", "concurrent", "{}"),
+                   ("generated tokens", "generated_tokens", "{}"), ("wall s", "wall_s", "{}"),
+                   ("tokens/s", "tokens_per_s", "{}")],
+    "servers": [("servers", "servers", "{}"), ("problems/s", "problems_per_s", "{:.2f}"),
+                ("scaling vs 1 server x servers", "scaling", "{:.2f}"),
+                ("requests per server", "requests_per_server", "{}")],
+}  # fmt: skip
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The rows of ``framework``, ``generation`` or ``pools`` as a Markdown table."""
+    columns = COLUMNS[next(iter(rows[0]))]
+    lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(f.format(r[k]) for _, k, f in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -120,7 +120,8 @@ def test_a_tuned_program_is_measured_only_on_examples_it_never_saw(
 
 def test_sweep_writes_table_and_plot(world, dataset, tmp_path, capsys):
     out_dir = tmp_path / "sweep"
-    argv = ["sweep", "--dataset", dataset, *MODELS, "--estimator", "self", "--gates", "none"]
+    argv = ["sweep", "--dataset", dataset, *MODELS, "--preset", "stepwise", "--estimator", "self"]
+    argv += ["--gates", "none"]
     argv += ["--thresholds", "0,0.4,0.9", "--out-dir", str(out_dir), "--no-mlflow", "--quiet"]
     assert run(argv) == 0
     assert "threshold=0.4" in capsys.readouterr().out
@@ -133,7 +134,8 @@ def test_estimators_compares_on_the_same_steps_and_problems(
     world, dataset, store, tmp_path, capsys
 ):
     out_dir = tmp_path / "est"
-    argv = ["estimators", "--dataset", dataset, *MODELS, "--quiet", "--estimators", "self,check"]
+    argv = ["estimators", "--dataset", dataset, *MODELS, "--preset", "stepwise", "--quiet"]
+    argv += ["--estimators", "self,check"]
     argv += ["--tracking-uri", store, "--experiment", "t-est", "--out", str(out_dir)]
     assert run(argv) == 0
     printed = capsys.readouterr().out

@@ -15,6 +15,7 @@ from scale.programs import (
     Fallback,
     ProblemError,
     Routing,
+    SystemProfile,
     Vote,
     build_program,
     route_budget,
@@ -528,3 +529,40 @@ def test_uniform_baselines(scripted, method, system):
     pred = program(problem=PROBLEM)
     assert [s.system for s in pred.steps] == [system, system]
     assert scripted.count(RATE_ALL) == 0 and scripted.count(RATE_ONE) == 0
+
+
+def test_greedy_first_self_consistency_reuses_the_greedy_call_and_later_rollouts(scripted):
+    """The greedy reply is CoT's own call and the samples are vote's rollouts 1.., so a run
+    after CoT and vote is served from the cache."""
+    answers = iter(["5", "6", "6", "5", "5"])
+    scripted.rules.append((WHOLE2, lambda p, o: reasoned(next(answers))))
+    profile = profiles()[1]
+    CoT(profile)(problem=PROBLEM)  # greedy: "5"
+    Vote(profiles(samples=4)[1])(problem=PROBLEM)  # rollouts 0-3: 6, 6, 5, 5
+    calls = len(scripted.calls)
+    knobs = {"samples": 4, "stop": "fixed", "greedy_first": True}
+    pred = Vote(profiles(**knobs)[1])(problem=PROBLEM)
+    assert len(scripted.calls) == calls  # greedy + rollouts 1-3, all cached
+    assert [s.answer for s in pred.steps[0].samples] == ["5", "6", "5", "5"]
+    assert pred.answer == "5"
+
+
+def test_system2_goes_on_from_system1s_replies_when_they_make_the_same_calls(scripted):
+    """Problem-level allocation as adaptive voting: System 1 (reasoning) and System 2
+    (greedy-first self-consistency) on one model; a split gate's two replies are System
+    2's first two, not asked again."""
+    answers = iter(["5", "6", "6", "6"])
+    scripted.rules.append((r"Please reason step by step", lambda p, o: reasoned(next(answers))))
+    same = {"model": "scripted/same", "kind": "reasoning", "adapter": "native"}
+    program = SCALE(
+        SystemProfile(**same),
+        SystemProfile(**same, samples=4, stop="adaptive", confidence=0.9, greedy_first=True),
+        routing=Routing(estimator="agreement", gate=0.0, decompose=False),
+        agreement_samples=2,
+    )
+    pred = program(problem=PROBLEM)
+    (step,) = pred.steps
+    assert step.system == 2 and pred.answer == "6"
+    assert [s.answer for s in step.samples] == ["5", "6", "6", "6"]
+    assert len(scripted.calls) == 4 and pred.usage.lm_calls == 4  # none made twice
+    assert "continues from System 1's 2 replies" in step.notes

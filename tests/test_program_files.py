@@ -115,3 +115,27 @@ def test_overlap_guard_for_api_users(tmp_path):
     refuse_overlap(path, ["c", "d"])
     with pytest.raises(OverlapError, match="compiled on 1 of these examples"):
         refuse_overlap(path, ["b", "c"])
+
+
+def test_system1_can_reason_like_system2_and_share_its_calls():
+    program = ProgramSpec(model="scripted/s1", system1_kind="reasoning").build()
+    assert (program.system1.kind, program.system1.max_tokens) == ("reasoning", 1024)
+    assert program.whole1.predict.predict.signature.instructions.startswith("Please reason")
+
+
+def test_a_preset_shapes_scale_only_the_baselines_stay_plain():
+    scale = ProgramSpec(model="scripted/s").build()
+    assert (scale.system1.kind, scale.system2.samples, scale.system2.greedy_first) == (
+        "reasoning",
+        5,
+        True,
+    )
+    cot, vote = (ProgramSpec(method=m, model="scripted/s").build() for m in ("cot", "vote"))
+    assert (cot.system2.samples, cot.system2.greedy_first) == (1, False)
+    assert (vote.system2.stop, vote.system2.samples, vote.system2.greedy_first) == (
+        "fixed",
+        5,
+        False,
+    )
+    uniform = ProgramSpec(method="uniform-s1", model="scripted/s").build()
+    assert uniform.system1.kind == "brief"

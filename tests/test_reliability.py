@@ -603,3 +603,60 @@ def test_first_ctrl_c_saves_and_exits_130_without_waiting_for_calls_in_flight(tm
     assert "interrupted" in err and "Traceback" not in err
     assert lines(out) == []  # the header is there; nothing half-written
     print(f"\nstats: Ctrl-C with 2 calls in flight (server delay 60 s): exit 130 in {waited:.1f} s")
+
+
+# --- the wiring bugs of the code review --------------------------------------------------------
+
+
+class SlowLlama(CrashingLlama):
+    """A loaded model that takes 0.4 s per call and never fails."""
+
+    def create_chat_completion(self, messages: list, **params: Any) -> dict[str, Any]:
+        time.sleep(0.4)
+        self.calls += 2  # skips CrashingLlama's first-call failure
+        return super().create_chat_completion(messages, **params)
+
+
+def test_local_calls_resolve_the_model_once_and_time_only_the_model(monkeypatch):
+    import importlib.util
+
+    path = local.resolve("smollm2-135m")  # a packaged model: found through find_spec
+    monkeypatch.setitem(local.RUNTIME._models, (path, False), SlowLlama())
+    monkeypatch.setattr(local, "_runtime", "inproc")
+    program = build_program("cot", model="local/smollm2-135m", retries=0)
+    assert program.system2.lm  # built (and the model found) once, before the calls
+    looked_up = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda *a, **k: looked_up.append(a) or real_find_spec(*a, **k)
+    )
+    examples = [
+        dspy.Example(id=f"q{i}", problem=f"What is {i} * 7?", answer="42").with_inputs("problem")
+        for i in range(4)
+    ]
+    rows, _ = evaluate(program, examples, threads=4, progress=False)  # calls queue on one lock
+    assert looked_up == []  # the path was resolved when the LM was built, not per call
+    seconds = [r.usage["lm_seconds"] for r in rows]
+    assert all(0.35 < s < 0.7 for s in seconds), seconds  # waiting for the lock is not model time
+
+
+def test_vote_uses_system2_samples_as_its_one_count():
+    program = build_program("vote", model="openai/fake", system2_samples=3)
+    assert program.system2.samples == 3 and program.system2.stop_rule.cap == 3
+    assert build_program("vote", model="openai/fake").system2.samples == 5
+
+
+def test_the_framework_throughput_measurement_restores_dspys_cache():
+    from scale.throughput import framework
+
+    before = dspy.cache
+    framework([1], n=2, delay=0.0)
+    assert dspy.cache is before
+
+
+def test_model_and_profile_defaults_agree():
+    from scale.programs import SystemProfile
+
+    lm = make_lm("openai/fake", api_base="http://127.0.0.1:9/v1")
+    profile = SystemProfile(model="openai/fake")
+    assert lm.kwargs["timeout"] == profile.timeout and lm.num_retries == profile.retries

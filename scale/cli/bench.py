@@ -15,7 +15,6 @@ from scale.cli.options import (
     positive,
 )
 from scale.cli.support import (
-    checksums,
     load_examples,
     models_label,
     require_scale,
@@ -103,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="self,logprob,agreement,confidence,confidence-mean,check,agreement+check",
         help="estimators to compare, comma-separated (default: %(default)s)",
     )
+    p.add_argument(
+        "--levels",
+        default="steps,problems",
+        help="what to label: steps (System 1 against System 2 in context; decomposes each "
+        "problem and runs System 2 on every step) and/or problems (System 1's whole-problem "
+        "answer against the gold one) (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="folder for estimators.json/.md, outcomes.jsonl")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_tracking_options(p)
@@ -112,6 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     from scale.bench import BENCH_METHODS, REPLAYED, PlainCoT, run_bench
     from scale.programs.io import refuse_overlap
+    from scale.report import model_checksums
 
     unknown = [m for m in args.methods if m not in BENCH_METHODS and m not in REPLAYED]
     if unknown:
@@ -158,7 +165,7 @@ def run_bench(args: argparse.Namespace) -> int:
             dataset=args.dataset,
             models=models_label(spec),
             vote_samples=args.vote_samples,
-            checksums=checksums(spec),
+            checksums=model_checksums([spec.model, *spec.system_models]),
             round_size=args.round_size,
             threads=args.threads,
             retry_errors=args.retry_errors,
@@ -176,9 +183,12 @@ def run_bench(args: argparse.Namespace) -> int:
 def run_estimators(args: argparse.Namespace) -> int:
     from scale.programs import check_estimator
     from scale.programs.io import refuse_overlap
-    from scale.report import estimator_report
+    from scale.report import estimator_report, model_checksums
 
     estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
+    levels = tuple(v.strip() for v in args.levels.split(",") if v.strip())
+    if not levels or set(levels) - {"steps", "problems"}:
+        raise UsageError(f"--levels takes steps and/or problems, got {args.levels!r}")
     for name in estimators:
         try:
             check_estimator(name)
@@ -198,8 +208,9 @@ def run_estimators(args: argparse.Namespace) -> int:
             examples,
             args.out,
             estimators=estimators,
+            levels=levels,
             models=models_label(spec),
-            checksums=checksums(spec),
+            checksums=model_checksums([spec.model, *spec.system_models]),
             tracker=tracker,
             progress=not args.quiet,
         )

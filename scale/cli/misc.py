@@ -95,40 +95,17 @@ def run_throughput(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory() as folder:
             rows = throughput.pools(args.servers, n=args.n, delay=args.delay, folder=folder)
-        lines = ["| servers | problems/s | scaling vs 1 server x servers | requests per server |"]
-        lines.append("|---|---|---|---|")
-        lines += [
-            f"| {r['servers']} | {r['problems_per_s']:.2f} | {r['scaling']:.2f} | "
-            f"{r['requests_per_server']} |"
-            for r in rows
-        ]
         extra = {"delay_s": args.delay, "method": "cot", "router": "least-busy"}
     elif args.model:
         if not args.model.startswith("local/"):
             Parser(prog="scale throughput").error("--model must be a local/ model")
         local.set_runtime(args.runtime)
         rows = throughput.generation(args.model, args.threads)
-        lines = [
-            "| concurrent requests | generated tokens | wall s | tokens/s |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['concurrent']} | {r['generated_tokens']} | {r['wall_s']} | {r['tokens_per_s']} |"
-            for r in rows
-        ]
         extra = {"model": args.model, "runtime": local.runtime_name()}
     else:
         rows = throughput.framework(args.threads, n=args.n, delay=args.delay, method=args.method)
-        lines = [
-            "| threads | problems/s | scaling vs 1 thread x threads | errors |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['threads']} | {r['problems_per_s']:.2f} | {r['scaling']:.2f} | {r['errors']} |"
-            for r in rows
-        ]
         extra = {"delay_s": args.delay, "method": args.method}
-    table = "\n".join(lines)
+    table = throughput.markdown(rows)
     if args.out:
         atomic_write_text(
             Path(args.out) / "throughput.json",

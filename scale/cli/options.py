@@ -142,7 +142,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--system2-model", help="model for System 2 (default: --model)")
     g.add_argument(
-        "--system1-max-tokens", type=positive, help="System 1 token budget per call (default: 384)"
+        "--system1-kind",
+        choices=("direct", "brief", "reasoning"),
+        help="System 1's compute level: direct (answer only), brief (a sentence or two and the "
+        "calculation; default), reasoning (step by step, as System 2 without its samples)",
+    )
+    g.add_argument(
+        "--system1-max-tokens",
+        type=positive,
+        help="System 1 token budget per call (default: 384; reasoning 1024)",
     )
     g.add_argument(
         "--system2-max-tokens", type=positive, help="System 2 token budget per call (default: 1024)"
@@ -166,6 +174,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="Adaptive-Consistency confidence (default: 0.95)",
     )
     g.add_argument("--system2-window", type=positive, help="ESC window size (default: 4)")
+    g.add_argument(
+        "--system2-greedy-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with self-consistency, make the first chain the greedy one (CoT's own call), "
+        "the rest sampled (default: all sampled)",
+    )
 
 
 def add_program_options(

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="",
         metavar="SPEC;SPEC",
         help="System 2 settings to try, ';'-separated, each 'samples=N,stop=KIND,"
-        "confidence=C,window=W' (default: the program's own)",
+        "confidence=C,window=W,greedy_first=true|false' (default: the program's own)",
     )
     p.add_argument(
         "--tune-scorer",
@@ -180,6 +180,8 @@ def _system2_options(text: str) -> list[dict | None]:
             try:
                 if key in ("samples", "window"):
                     knobs[key] = int(value)
+                elif key == "greedy_first" and value in ("true", "false"):
+                    knobs[key] = value == "true"
                 elif key == "confidence":
                     knobs[key] = float(value)
                 elif key == "stop" and value in STOP_KINDS:
@@ -189,7 +191,7 @@ def _system2_options(text: str) -> list[dict | None]:
             except ValueError:
                 raise UsageError(
                     f"--system2-options: cannot read {item!r} (expected samples=N, stop="
-                    f"{'|'.join(STOP_KINDS)}, confidence=C or window=W)"
+                    f"{'|'.join(STOP_KINDS)}, confidence=C, window=W or greedy_first=true|false)"
                 ) from None
         options.append(knobs or None)
     return options

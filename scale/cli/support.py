@@ -117,13 +117,6 @@ def models_label(spec: ProgramSpec) -> str:
     )
 
 
-def checksums(spec: ProgramSpec) -> dict[str, str | None]:
-    """sha256 of each model's weights, when known (local models)."""
-    from scale.packaged import model_sha256
-
-    return {m: model_sha256(m) for m in dict.fromkeys([spec.model, *spec.system_models])}
-
-
 def require_scale(program: Any) -> None:
     from scale.programs import SCALE
 
