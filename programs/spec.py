@@ -97,6 +97,7 @@ class ProgramSpec:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     estimator: str | None = None
+    agreement_samples: int | None = None
     mode: str | None = None
     threshold: float | None = None
     budget: float | None = None
@@ -143,6 +144,8 @@ class ProgramSpec:
                 "agreement_samples": preset.agreement_samples,
                 **header.get("structure", {}),
             }
+            if self.agreement_samples is not None:
+                structure["agreement_samples"] = self.agreement_samples
             routing = Routing(**{**preset.routing, **UNIFORM.get(method, {})})
             program = SCALE(s1, s2, routing=routing, **structure)
         program.method = method

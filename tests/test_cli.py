@@ -222,6 +222,7 @@ BAD = [
     (["eval", "--dataset", "gsm8k", "--threads", "99999999999999999999"], "more than the 256"),
     (["eval", "--dataset", "gsm8k", "--level", "abc", "--no-mlflow"], "expected integers"),
     (["throughput", "--delay", "-5"], "finite number >= 0"),
+    (["solve", "--agreement-samples", "1", "x"], "must be in 2..16"),
     (["throughput", "--method", "bogus"], "invalid choice"),
     (["compile", "--dataset", "gsm8k", "--lambda", "nan", "--out", "x.json"], "finite"),
     (["eval", "--dataset", "gsm8k", "--resume", "--no-mlflow"], "--resume needs --out"),

@@ -139,3 +139,9 @@ def test_a_preset_shapes_scale_only_the_baselines_stay_plain():
     )
     uniform = ProgramSpec(method="uniform-s1", model="scripted/s").build()
     assert uniform.system1.kind == "brief"
+
+
+def test_agreement_samples_override_the_presets_count():
+    assert ProgramSpec(model="scripted/s").build().agreement_samples == 2
+    assert ProgramSpec(model="scripted/s", preset="stepwise").build().agreement_samples == 3
+    assert ProgramSpec(model="scripted/s", agreement_samples=5).build().agreement_samples == 5

@@ -30,6 +30,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def replies(text: str) -> int:
+    """The agreement estimator's number of replies: 2..16 (what a program file may hold)."""
+    value = positive(text)
+    if not 2 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"{text} must be in 2..16")
+    return value
+
+
 def positive(text: str) -> int:
     try:
         value = int(text)
@@ -225,6 +233,13 @@ def add_program_options(
         choices=MODES,
         help="threshold: System 2 above --threshold; budget: the hardest --budget fraction "
         "of steps (default: threshold)",
+    )
+    g.add_argument(
+        "--agreement-samples",
+        type=replies,
+        metavar="M",
+        help="replies the agreement estimator compares: the greedy one and M-1 samples "
+        "(default: the preset's; efficient 2, others 3)",
     )
     g.add_argument(
         "--threshold", type=fraction, help="step difficulty above which System 2 is used"
