@@ -68,6 +68,9 @@ def kernel_env(tmp_path, monkeypatch):
     else:
         monkeypatch.setenv("SCALE_MODEL", TINY_MODEL)
         monkeypatch.delenv("SCALE_API_BASE", raising=False)
+    monkeypatch.setenv(
+        "SCALE_BENCH", str(NOTEBOOK_DIR.parent / "bench/results/round2-gsm8k-server")
+    )
     work = tmp_path / "work"
     work.mkdir()
     return work

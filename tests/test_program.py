@@ -566,3 +566,17 @@ def test_system2_goes_on_from_system1s_replies_when_they_make_the_same_calls(scr
     assert [s.answer for s in step.samples] == ["5", "6", "6", "6"]
     assert len(scripted.calls) == 4 and pred.usage.lm_calls == 4  # none made twice
     assert "continues from System 1's 2 replies" in step.notes
+
+
+def test_the_default_program_after_cot_and_vote_makes_no_new_call(scripted):
+    """The efficient preset's System 1 is CoT's call and its samples are vote's rollouts, so
+    after CoT and vote on a problem (as in a benchmark) it is answered from the cache."""
+    answers = iter(["5", "6", "5", "6", "6", "5"])
+    scripted.rules.append((r"Please reason step by step", lambda p, o: reasoned(next(answers))))
+    same = {"model": "scripted/same", "adapter": "native"}
+    build_program("cot", **same)(problem=PROBLEM)  # greedy: 5
+    build_program("vote", **same)(problem=PROBLEM)  # rollouts 0-4: 6 5 6 6 5
+    calls = len(scripted.calls)
+    pred = build_program(**same)(problem=PROBLEM)  # greedy 5, rollout 1 says 5
+    assert len(scripted.calls) == calls
+    assert pred.steps[0].system == 1 and pred.answer == "5"
