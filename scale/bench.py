@@ -116,6 +116,7 @@ def run_bench(
     vote_samples: int,
     checksums: Mapping[str, str | None] | None = None,
     round_size: int | None = None,
+    rounds: int | None = None,
     threads: int = 1,
     retry_errors: bool = False,
     tracker: Tracker | None = None,
@@ -124,7 +125,8 @@ def run_bench(
     """Evaluate each method on ``examples`` in rounds of ``round_size`` problems (one round
     when None): each round runs every method on the next problems, then rewrites the
     report (``report.json``, ``report.md``, the two trade-off plots) for all problems done
-    so far, so a long run always has a paired report. Results go to ``out_dir/METHOD.jsonl``
+    so far, so a long run always has a paired report; ``rounds`` stops after that many
+    (the rest stays planned). Results go to ``out_dir/METHOD.jsonl``
     (resumed if present, error rows redone when ``retry_errors``); the voting methods of
     ``REPLAYED`` come from vote's samples. Returns the last report."""
     if not examples:
@@ -136,7 +138,7 @@ def run_bench(
     wall = dict.fromkeys(sampled, 0.0)
     programs = {name: build(name) for name in sampled}
     report: dict[str, Any] = {}
-    for start in range(0, len(examples), size):
+    for start in range(0, len(examples), size)[:rounds]:
         chunk = examples[start : start + size]
         done = start + len(chunk)
         for name in sampled:

@@ -364,6 +364,12 @@ def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path
         assert (tmp_path / name).exists()
     assert "| adaptive-vote@0.8 |" in (tmp_path / "report.md").read_text()
 
+    calls = len(scripted.calls)
+    again = run_bench(examples, ["cot"], build, tmp_path, dataset="dev", models="m",
+                      vote_samples=4, round_size=2, rounds=1, progress=False)  # fmt: skip
+    assert len(scripted.calls) == calls  # the first round's problems, all done: no call
+    assert (again["n"], again["planned"]) == (2, 3)
+
 
 @pytest.mark.parametrize("which", ["mipro", "gepa"])
 def test_mipro_and_gepa_compile_end_to_end(which, tmp_path):

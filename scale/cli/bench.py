@@ -75,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rewrites the report, so a run stopped after hours still has a paired report "
         "(default: %(default)s)",
     )
+    p.add_argument(
+        "--rounds",
+        type=positive,
+        metavar="K",
+        help="stop after K rounds, the rest left planned (e.g. to add a method to the "
+        "problems done so far; rerun without it to go on) (default: all)",
+    )
     p.add_argument("--out", required=True, help="results folder, e.g. bench/results/NAME")
     p.add_argument(
         "--retry-errors",
@@ -167,6 +174,7 @@ def run_bench(args: argparse.Namespace) -> int:
             vote_samples=args.vote_samples,
             checksums=model_checksums([spec.model, *spec.system_models]),
             round_size=args.round_size,
+            rounds=args.rounds,
             threads=args.threads,
             retry_errors=args.retry_errors,
             tracker=tracker,
