@@ -10,7 +10,7 @@ from scale.optimizers.outcomes import (
     estimator_quality,
     tune_scorer,
 )
-from scale.optimizers.replay import replay, replay_rows
+from scale.optimizers.replay import greedy_first, replay, replay_rows
 from scale.optimizers.results import ResultRow, ResultsFile, ResultsFileError, read_results
 from scale.optimizers.search import Grid, Trial, best_trial, pareto_front, search_routing, ties
 
@@ -32,6 +32,7 @@ __all__ = [
     "estimator_quality",
     "evaluate",
     "feedback",
+    "greedy_first",
     "in_parallel",
     "pareto_front",
     "read_results",

@@ -79,3 +79,20 @@ def replay(row: ResultRow, rule: StopRule) -> ResultRow:
 def replay_rows(rows: list[ResultRow], rule: StopRule) -> list[ResultRow]:
     """``replay`` over every row."""
     return [replay(row, rule) for row in rows]
+
+
+def greedy_first(greedy_rows: list[ResultRow], vote_rows: list[ResultRow]) -> list[ResultRow]:
+    """Vote's rows with their first chain replaced by the greedy one of ``greedy_rows`` (CoT,
+    matched by id): the chains greedy-first self-consistency draws, in order (the greedy
+    call, then rollouts 1..). Where either row has no samples (an error), that row stays."""
+    greedy = {row.id: row for row in greedy_rows}
+    out = []
+    for row in vote_rows:
+        first = stored_answers(greedy[row.id]) if row.id in greedy else []
+        samples = stored_answers(row)
+        if not first or not samples:
+            out.append(greedy.get(row.id, row) if samples else row)
+            continue
+        step = dict(row.steps[0]) | {"samples": first[:1] + samples[1:]}
+        out.append(replace(row, steps=[step]))
+    return out

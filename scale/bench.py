@@ -19,7 +19,7 @@ import litellm
 
 from scale.lm import Usage, make_lm
 from scale.optimizers.evaluate import evaluate, summarize
-from scale.optimizers.replay import replay_rows
+from scale.optimizers.replay import greedy_first, replay_rows
 from scale.optimizers.results import ResultRow
 from scale.programs.base import clean_problem
 from scale.programs.io import fingerprint
@@ -93,12 +93,21 @@ class PlainCoT(dspy.Module):
         )
 
 
-def replayed_methods(vote_rows: list[ResultRow], k: int) -> dict[str, list[ResultRow]]:
+def replayed_methods(
+    vote_rows: list[ResultRow], k: int, cot_rows: list[ResultRow] | None = None
+) -> dict[str, list[ResultRow]]:
     """Every voting method replayed from ``vote_rows`` (k samples each): vote@1..k,
-    adaptive-vote at ``CONFIDENCES`` and esc at ``WINDOWS`` (cap k)."""
+    adaptive-vote at ``CONFIDENCES`` and esc at ``WINDOWS`` (cap k); with ``cot_rows``,
+    also greedy-first adaptive-vote (``adaptive-vote-gf``: CoT's greedy chain, then vote's
+    chains 1..k-1)."""
     out = {f"vote@{j}": replay_rows(vote_rows, StopRule("fixed", j)) for j in range(1, k + 1)}
     for c in CONFIDENCES:
         out[f"adaptive-vote@{c:g}"] = replay_rows(vote_rows, StopRule("adaptive", k, confidence=c))
+    if cot_rows is not None:
+        greedy = greedy_first(cot_rows, vote_rows)
+        for c in CONFIDENCES:
+            rule = StopRule("adaptive", k, confidence=c)
+            out[f"adaptive-vote-gf@{c:g}"] = replay_rows(greedy, rule)
     for w in WINDOWS:
         if w <= k:
             out[f"esc@w{w}"] = replay_rows(vote_rows, StopRule("window", k, window=w))
@@ -163,7 +172,7 @@ def run_bench(
             wall[name] += summary.wall_s
         results = {name: rows[name] for name in sampled}
         if "vote" in results:
-            results |= replayed_methods(results["vote"], vote_samples)
+            results |= replayed_methods(results["vote"], vote_samples, results.get("cot"))
         summaries = {name: summarize(r, wall.get(name, 0.0)) for name, r in results.items()}
         report = write_report(
             results,

@@ -21,6 +21,7 @@ from scale.optimizers import (
     estimator_quality,
     evaluate,
     feedback,
+    greedy_first,
     pareto_front,
     replay,
     search_routing,
@@ -269,11 +270,14 @@ SEQUENCES = {
     "B": ["5", "6", "5", "6", "6", "6", "5", "6"],
     "C": ["", "7", "7", "8", "7", "7", "7", "7"],
 }
+GREEDY = {"A": "5", "B": "6", "C": "8"}  # the greedy (unseeded) reply
 
 
 def _voting_world(scripted) -> list[dspy.Example]:
     def reply(prompt: str, params: dict) -> str:
-        return f"\\boxed{{{SEQUENCES[pid(prompt)][params['seed']]}}}".replace("\\boxed{}", "no")
+        seed = params.get("seed")
+        answer = GREEDY[pid(prompt)] if seed is None else SEQUENCES[pid(prompt)][seed]
+        return f"\\boxed{{{answer}}}".replace("\\boxed{}", "no")
 
     scripted.rules.append((r"Please reason", reply))
     return [
@@ -309,6 +313,26 @@ def test_replaying_stored_samples_equals_sampling_online(scripted, rule):
     )
     online, _ = evaluate(Vote(online_profile), examples, progress=False)
     for row, live in zip(stored, online, strict=True):
+        replayed = replay(row, rule)
+        assert replayed.predicted == live.predicted and replayed.correct == live.correct
+        assert replayed.usage["total_tokens"] == live.usage["total_tokens"]
+        assert replayed.usage["lm_calls"] == live.usage["lm_calls"]
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95])
+def test_greedy_first_replay_from_cot_and_vote_equals_sampling_online(scripted, confidence):
+    from scale.programs import CoT
+
+    examples = _voting_world(scripted)
+    profile = {"adapter": "native", "samples": 8}
+    votes, _ = evaluate(Vote(system2("scripted/s2", **profile)), examples, progress=False)
+    cots, _ = evaluate(CoT(system2("scripted/s2", adapter="native")), examples, progress=False)
+    online_profile = system2(
+        "scripted/s2", **profile, stop="adaptive", confidence=confidence, greedy_first=True
+    )
+    online, _ = evaluate(Vote(online_profile), examples, progress=False)
+    rule = StopRule("adaptive", 8, confidence=confidence)
+    for row, live in zip(greedy_first(cots, votes), online, strict=True):
         replayed = replay(row, rule)
         assert replayed.predicted == live.predicted and replayed.correct == live.correct
         assert replayed.usage["total_tokens"] == live.usage["total_tokens"]
@@ -353,6 +377,7 @@ def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path
     assert report["n"] == 3 and report["reference"] == "cot"
     methods = report["methods"]
     assert {"vote@1", "vote@4", "adaptive-vote@0.95", "esc@w2", "esc@w4"} <= set(methods)
+    assert "adaptive-vote-gf@0.8" in methods  # greedy-first: cot's chain, then vote's
     assert ("esc@w3" in methods and "vote" not in methods) or methods["vote"]
     vs = methods["vote@4"]["vs_reference"]
     assert vs["n"] == 3 and vs["losses"] == 1 and vs["wins"] == 0  # B: 6 wins the vote
