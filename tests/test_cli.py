@@ -149,6 +149,18 @@ def test_estimators_compares_on_the_same_steps_and_problems(
     assert runs["metrics.self.steps.auroc"].iloc[0] == 1.0
 
 
+def test_estimators_on_problems_only_never_decompose(world, dataset, tmp_path, capsys):
+    out_dir = tmp_path / "est"
+    argv = ["estimators", "--dataset", dataset, *MODELS, "--preset", "stepwise", "--quiet"]
+    argv += ["--estimators", "check", "--levels", "problems", "--no-mlflow", "--out", str(out_dir)]
+    assert run(argv) == 0
+    report = json.loads((out_dir / "estimators.json").read_text())
+    assert (report["n_steps"], report["n_problems"]) == (0, 4)
+    assert world.count("Break the math problem") == 0
+    assert run([*argv[:-2], "--levels", "words", "--out", str(out_dir)]) == 2
+    assert "--levels takes steps and/or problems" in capsys.readouterr().err
+
+
 def test_an_unusable_tracking_store_does_not_stop_the_run(world, dataset, tmp_path, capsys):
     (tmp_path / "a-file").write_text("not a folder")
     argv = ["eval", "--dataset", dataset, *MODELS, "--json", "--quiet"]
