@@ -65,5 +65,6 @@ check-install: setup
 # Screenshots of the MLflow UI (runs and one trace) from a store of a real run, into docs/.
 # Needs Debian's chromium (apt-get install chromium).
 STORE ?= sqlite:///bench/mlflow-round2.db
+EXPERIMENT ?= round2-gsm8k
 ui-shot: $(BIN)/.installed
-	$(BIN)/python bench/ui_shot.py --store $(STORE) --out docs
+	$(BIN)/python bench/ui_shot.py --store $(STORE) --experiment $(EXPERIMENT) --out docs
