@@ -24,7 +24,8 @@ python - "$out" <<'EOF'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-ids = json.loads((out / "report.json").read_text())["ids"]
+report = json.loads((out / "report.json").read_text())
+ids = report["ids"][: report["n"]]  # the problems done, in order
 rows = {json.loads(l)["id"]: json.loads(l) for l in open("scale/data/gsm8k_test.jsonl")}
 done = [{k: rows[i][k] for k in ("id", "problem", "answer")} for i in ids]
 half = len(done) // 2
@@ -32,8 +33,11 @@ for name, part in (("problems", done), ("fold-a", done[:half]), ("fold-b", done[
     (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
 EOF
 
-scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --levels problems \
-    --agreement-samples 5 --estimators agreement --out "$out/estimators-problems" --no-mlflow
+for m in 2 5; do
+  scale estimators --seed 0 --quiet --dataset "$out/problems.jsonl" --n $((rounds * 10)) \
+      --levels problems --agreement-samples $m --estimators agreement \
+      --out "$out/estimators-problems-m$m" --no-mlflow
+done
 
 grid=(--optimizer none --estimators agreement,none --gates 0,1,none --decompose-options false
       --objective cost-aware --lambda 0.00005

@@ -116,6 +116,9 @@ def test_a_tuned_program_is_measured_only_on_examples_it_never_saw(
     assert report["ids"] == ["A", "B"] and set(report["methods"]) == {"uniform-s2", "tuned"}
     assert report["methods"]["tuned"]["summary"]["accuracy"] == 1.0
     assert report["methods"]["uniform-s2"]["tuned_vs"]["n"] == 2
+    for method, built in (("uniform-s2", "uniform-s2"), ("tuned", "scale")):
+        header = json.loads((tmp_path / "b" / f"{method}.jsonl").read_text().splitlines()[0])
+        assert header["identity"]["method"] == built  # only 'tuned' is the --program
 
 
 def test_sweep_writes_table_and_plot(world, dataset, tmp_path, capsys):

@@ -156,7 +156,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 timeout=spec.timeout,
                 num_retries=spec.retries,
             )
-        fields = dict(BENCH_METHODS[name])
+        fields = {"program": None, **BENCH_METHODS[name]}  # only 'tuned' is the --program
         if name == "vote":
             fields["system2_samples"] = args.vote_samples
         if name == "tuned":
