@@ -212,6 +212,7 @@ def _autolog(on: bool) -> None:
         mlflow.dspy.autolog(
             log_traces=on,
             log_traces_from_eval=on,
+            log_traces_from_compile=on,  # the compile's trials are program calls too
             log_compiles=False,
             log_evals=False,
             disable=not on,

@@ -67,6 +67,7 @@ def test_compile_logs_a_model_from_code_that_loads_back_and_solves(
     with pytest.warns(UserWarning):
         assert main(argv) == 0
     assert "logged as the MLflow model models:/" in capsys.readouterr().out
+    assert len(traces_of("c")) >= 3  # each validation problem's program call, traced
     mlflow.set_tracking_uri(store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     (version,) = mlflow.MlflowClient().search_model_versions("name='scale-tuned'")
