@@ -101,7 +101,7 @@ def provenance(report: dict[str, Any]) -> list[str]:
 
 
 def _family(name: str) -> str | None:
-    match = re.match(r"(vote|adaptive-vote|esc)@", name)
+    match = re.match(r"(vote|adaptive-vote(?:-gf)?|esc)@", name)
     return match[1] if match else None
 
 
