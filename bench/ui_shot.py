@@ -108,7 +108,11 @@ def main() -> int:
             print(f"wrote {out / name} ({url})")
     finally:
         ui.terminate()
-        ui.wait(10)
+        try:
+            ui.wait(10)
+        except subprocess.TimeoutExpired:  # its workers can outlive a polite stop
+            ui.kill()
+            ui.wait()
     return 0
 
 
