@@ -56,7 +56,8 @@ def test_cot_json_on_tiny_model(runtime):
 @pytest.mark.parametrize(("threshold", "expected"), [("1", {1}), ("0", {2})])
 def test_scale_solve_routes_on_tiny_model(runtime, threshold, expected):
     done = scale_cli(
-        *("solve", "--model", TINY_MODEL, "--estimator", "self", "--threshold", threshold),
+        *("solve", "--model", TINY_MODEL, "--preset", "stepwise", "--estimator", "self"),
+        *("--threshold", threshold),
         "--json",
         "A shop sells pens at 3 dollars each. How much do 4 pens cost?",
     )
