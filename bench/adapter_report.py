@@ -17,7 +17,7 @@ from scale.optimizers import read_results, summarize
 from scale.report import machine, paired
 
 DATASETS = {
-    "gsm8k": ("round2-gsm8k", "gsm8k-chat"),
+    "gsm8k": ("round2-gsm8k-server", "gsm8k-chat"),
     "math500-l13": ("round2-math500-l13", "math500-l13-chat"),
 }
 
