@@ -45,18 +45,18 @@ EOF
 
 n=$(wc -l < "$out/problems.jsonl")
 for m in 2 5; do
-  scale estimators --seed 0 --quiet --dataset "$out/problems.jsonl" --n "$n" \
+  scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" \
       --levels problems --agreement-samples $m --estimators agreement \
       --out "$out/estimators-problems-m$m" --no-mlflow
 done
-# the default program gated on the greedy reply's confidence instead, at every gate: this
-# makes the new calls (4 at a time); the estimator report below reads them from the cache
+scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" \
+    --levels problems --estimators confidence,confidence-mean \
+    --out "$out/estimators-problems-confidence" --no-mlflow
+# the default program gated on that confidence instead, at every gate (its greedy replies
+# are the estimator report's, from the cache; System 2's chains are vote's)
 gates=$(python -c "print(','.join(f'{i / 20:g}' for i in range(21)) + ',none')")
 scale sweep "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence \
     --gates "$gates" --out-dir "$out/sweep-confidence" --no-mlflow
-scale estimators --seed 0 --quiet --dataset "$out/problems.jsonl" --n "$n" \
-    --levels problems --estimators confidence,confidence-mean \
-    --out "$out/estimators-problems-confidence" --no-mlflow
 
 grid=(--optimizer none --estimators agreement,confidence,none --decompose-options false
       --gates 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,none

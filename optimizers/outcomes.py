@@ -17,6 +17,7 @@ from typing import Any
 import dspy
 from tqdm import tqdm
 
+from scale.optimizers.evaluate import in_parallel
 from scale.programs.estimators import Estimator, Evidence, build_estimator
 from scale.programs.records import Rating
 from scale.programs.route import Routing
@@ -87,21 +88,37 @@ def collect_outcomes(
     *,
     problems: bool = True,
     steps: bool = True,
+    threads: int = 1,
     progress: bool = False,
 ) -> tuple[list[Outcome], dict[str, str]]:
     """Label the steps of each example (with ``steps``) and the whole problem (with
     ``problems``), recording each estimator's score; the final (question) step is skipped,
-    as SCALE forces it to System 2. An example that raises is left out and its error
-    returned (by id)."""
+    as SCALE forces it to System 2. ``threads`` examples are labelled at once; outcomes
+    keep the examples' order. An example that raises is left out and its error returned
+    (by id)."""
     copy = _labelling_copy(program)
     parts = [build_estimator(name, copy) for name in estimators]
+
+    def label(example: dspy.Example) -> tuple[str, list[Outcome] | str]:
+        try:
+            return str(example.id), _example_outcomes(copy, parts, example, problems, steps)
+        except Exception as exc:  # recorded per example; the comparison goes on
+            return str(example.id), f"{type(exc).__name__}: {exc}"
+
+    found: dict[str, list[Outcome] | str] = {}
+    labelled = in_parallel(label, examples, threads)
+    for example_id, result in tqdm(
+        labelled, total=len(examples), desc="outcomes", unit="problem", disable=not progress
+    ):
+        found[example_id] = result
     outcomes: list[Outcome] = []
     errors: dict[str, str] = {}
-    for example in tqdm(examples, desc="outcomes", unit="problem", disable=not progress):
-        try:
-            outcomes += _example_outcomes(copy, parts, example, problems, steps)
-        except Exception as exc:  # recorded per example; the comparison goes on
-            errors[str(example.id)] = f"{type(exc).__name__}: {exc}"
+    for example in examples:
+        result = found[str(example.id)]
+        if isinstance(result, str):
+            errors[str(example.id)] = result
+        else:
+            outcomes += result
     return outcomes, errors
 
 

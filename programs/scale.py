@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Iterator
 
@@ -17,6 +18,11 @@ from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Rating, Step, format_steps
 from scale.programs.route import FORCED_LAST, Routing, route_threshold
 from scale.programs.solve import Reply, Solver
+
+# (program, estimator) pinned by SCALE.rating_with in the current context
+_PINNED: contextvars.ContextVar[tuple[SCALE, Estimator] | None] = contextvars.ContextVar(
+    "scale_pinned_estimator", default=None
+)
 
 
 class SCALE(MathProgram):
@@ -62,7 +68,6 @@ class SCALE(MathProgram):
             raise ValueError("agreement_samples must be at least 2")
         self.agreement_samples = agreement_samples
         self._estimator: Estimator | None = None
-        self._pinned: Estimator | None = None
 
     def structure(self) -> dict:
         """The constructor options that shape the program (saved with it)."""
@@ -77,8 +82,9 @@ class SCALE(MathProgram):
     def estimator(self) -> Estimator:
         """The estimator ``routing.estimator`` names (rebuilt when the name changes), or
         the one pinned by ``rating_with``."""
-        if self._pinned is not None:
-            return self._pinned
+        pinned = _PINNED.get()
+        if pinned is not None and pinned[0] is self:
+            return pinned[1]
         if self._estimator is None or self._estimator.name != self.routing.estimator:
             self._estimator = build_estimator(self.routing.estimator, self)
         return self._estimator
@@ -86,12 +92,13 @@ class SCALE(MathProgram):
     @contextlib.contextmanager
     def rating_with(self, estimator: Estimator) -> Iterator[None]:
         """Rate with ``estimator`` inside the block, whatever the routing names (used to
-        label steps by outcome with SCALE's own step loop)."""
-        self._pinned = estimator
+        label steps by outcome with SCALE's own step loop). The pin holds in this thread's
+        context only, so threads can label with the same program at once."""
+        token = _PINNED.set((self, estimator))
         try:
             yield
         finally:
-            self._pinned = None
+            _PINNED.reset(token)
 
     def evidence(self, problem: str, subproblem: str, earlier: str, step: int | None) -> Evidence:
         """System 1's evidence on one step (``step`` None: on the whole problem)."""

@@ -227,6 +227,7 @@ def estimator_report(
     models: str = "",
     checksums: Mapping[str, str | None] | None = None,
     tracker: Any = None,
+    threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Compare difficulty estimators on the same steps and problems: AUROC for System 1's
@@ -242,6 +243,7 @@ def estimator_report(
         estimators,
         problems="problems" in levels,
         steps="steps" in levels,
+        threads=threads,
         progress=progress,
     )
     atomic_write_text(

@@ -138,7 +138,7 @@ def test_estimators_compares_on_the_same_steps_and_problems(
 ):
     out_dir = tmp_path / "est"
     argv = ["estimators", "--dataset", dataset, *MODELS, "--preset", "stepwise", "--quiet"]
-    argv += ["--estimators", "self,check"]
+    argv += ["--estimators", "self,check", "--threads", "3"]
     argv += ["--tracking-uri", store, "--experiment", "t-est", "--out", str(out_dir)]
     assert run(argv) == 0
     printed = capsys.readouterr().out

@@ -4,6 +4,7 @@ scripted world where the best routing is known."""
 from __future__ import annotations
 
 import json
+import threading
 
 import dspy
 import pytest
@@ -28,6 +29,7 @@ from scale.optimizers import (
     tune_scorer,
 )
 from scale.programs import Step, StopRule, Vote, save_program, system2
+from scale.programs.estimators import NoEstimate
 
 
 @pytest.fixture
@@ -245,6 +247,32 @@ def test_outcomes_record_a_failing_problem_and_go_on(world):
     outcomes, errors = collect_outcomes(program(), EXAMPLES, ("self",), problems=False)
     assert [o.example_id for o in outcomes] == ["A", "B", "D"]
     assert list(errors) == ["C"] and "backend down" in errors["C"]
+
+
+def test_outcomes_labelled_in_parallel_match_one_at_a_time(world):
+    world.rules.insert(
+        0,
+        (
+            r"quick mental-math solver. Reply",
+            lambda p, o: f"Calculation: 5+5\nAnswer: \\boxed{{{'10' if pid(p) in 'AB' else '9'}}}",
+        ),
+    )
+    names = ("self", "agreement", "check")
+    one, _ = collect_outcomes(program(), EXAMPLES, names)
+    four, errors = collect_outcomes(program(), EXAMPLES, names, threads=4)
+    assert errors == {} and [o.to_dict() for o in four] == [o.to_dict() for o in one]
+
+
+def test_a_pinned_estimator_holds_in_its_own_thread_only():
+    shared = program()
+    pinned = NoEstimate()
+    seen = []
+    with shared.rating_with(pinned):
+        other = threading.Thread(target=lambda: seen.append(shared.estimator))
+        other.start()
+        other.join()
+        assert shared.estimator is pinned
+    assert seen and seen[0] is not pinned and shared.estimator is not pinned
 
 
 def test_auroc():

@@ -117,6 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "answer against the gold one) (default: %(default)s)",
     )
     p.add_argument("--out", required=True, help="folder for estimators.json/.md, outcomes.jsonl")
+    add_threads_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_tracking_options(p)
     p.set_defaults(run=run_estimators, method="scale")
@@ -220,6 +221,7 @@ def run_estimators(args: argparse.Namespace) -> int:
             models=models_label(spec),
             checksums=model_checksums([spec.model, *spec.system_models]),
             tracker=tracker,
+            threads=args.threads,
             progress=not args.quiet,
         )
     print((Path(args.out) / "estimators.md").read_text())
