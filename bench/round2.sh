@@ -73,3 +73,4 @@ for fold in a b; do
       --vote-samples 5 --methods cot,vote,scale,tuned --program "$out/tuned-$fold.json" \
       --out "$out/crossfit-$other" --no-mlflow
 done
+python bench/round2_plot.py "$out"  # tradeoff-confidence.png: the methods and the gate sweep

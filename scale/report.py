@@ -100,7 +100,8 @@ def provenance(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _family(name: str) -> str | None:
+def method_family(name: str) -> str | None:
+    """The curve a replayed method belongs to (``vote@3`` -> ``vote``), else None."""
     match = re.match(r"(vote|adaptive-vote(?:-gf)?|esc)@", name)
     return match[1] if match else None
 
@@ -143,7 +144,7 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {_diff(m.get('tuned_vs'))} |")
     lines += ["", "Tokens per problem by stage, and by system:", ""]
     for name, m in report["methods"].items():
-        if _family(name):
+        if method_family(name):
             continue
         stages = ", ".join(f"{k} {v:.0f}" for k, v in m["summary"]["tokens_by_stage"].items())
         systems = ", ".join(
@@ -192,7 +193,7 @@ def write_report(
     points = [
         {
             "label": name,
-            "family": _family(name),
+            "family": method_family(name),
             "seconds_per_problem": m["seconds_per_problem"],
             **m["summary"],
         }
