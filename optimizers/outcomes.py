@@ -105,12 +105,10 @@ def collect_outcomes(
         except Exception as exc:  # recorded per example; the comparison goes on
             return str(example.id), f"{type(exc).__name__}: {exc}"
 
-    found: dict[str, list[Outcome] | str] = {}
     labelled = in_parallel(label, examples, threads)
-    for example_id, result in tqdm(
-        labelled, total=len(examples), desc="outcomes", unit="problem", disable=not progress
-    ):
-        found[example_id] = result
+    found = dict(
+        tqdm(labelled, total=len(examples), desc="outcomes", unit="problem", disable=not progress)
+    )
     outcomes: list[Outcome] = []
     errors: dict[str, str] = {}
     for example in examples:
