@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Round 2 as it was run (README "Results"): one sampling pass, then every other method from
-# DSPy's cache. Usage: bench/round2.sh gsm8k|math500 ROUNDS  (the rounds of 10 problems to use)
+# Round 2 as it was run (README "Results"): one sampling pass through the model, then every
+# method whose calls are those samples re-run on them by the recorded runtime (no model).
+# Usage: bench/round2.sh gsm8k|math500 ROUNDS  (the rounds of 10 problems to use)
 #   1. plain-cot, cot and 5 sampled chains per problem, through the managed llama-server
-#      (4 slots); vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency
-#      are replayed from the chains (it resumes: rerun with more ROUNDS to go on);
-#   2. the default SCALE program on the same problems: its calls are CoT's and the chains';
-#   3. the problem-level estimators on the same problems: agreement (no new call) and the
-#      logprob confidence of the greedy reply (one new call a problem: CoT's, with logprobs),
-#      and the default program gated on that confidence, swept over the gate;
-#   4. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
-#      and System 2 search; every trial's calls come from the cache), benchmarked on the other.
+#      (4 slots), and the logprob confidence of the greedy reply (one more call a problem:
+#      CoT's, with logprobs); it resumes: rerun with more ROUNDS to go on;
+#   2. on the recorded runtime (each call answered from cot's and vote's rows, matched
+#      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
+#      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
+#      from the chains, in replayed/; the agreement estimator at m = 2 and 5;
+#   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
+#      and System 2 search), benchmarked on the other.
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
@@ -23,13 +24,12 @@ esac
 store=sqlite:///bench/mlflow-round2.db
 export SCALE_LOCAL_RUNTIME=server
 common=(--seed 0 --threads 4 --quiet)
-bench=("${data[@]}" --round-size 10 --vote-samples 5 --out "$out" --no-mlflow)
+sampled=("${data[@]}" --round-size 10 --vote-samples 5 --rounds "$rounds" --no-mlflow)
 
-scale bench "${common[@]}" "${bench[@]}" --rounds "$rounds" --methods cot,vote,plain-cot
-scale bench "${common[@]}" "${bench[@]}" --rounds "$rounds" --methods plain-cot,cot,vote,scale
+scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,plain-cot --out "$out"
 
 # the problems done, and their two halves, as dataset files
-python - "$out" "${data[1]}" <<'EOF'
+python - "$out" "${data[1]}" <<'PY'
 import json, sys
 from pathlib import Path
 from scale.datasets import load_dataset
@@ -41,24 +41,23 @@ done = [{k: rows[i][k] for k in ("id", "problem", "answer")} for i in ids]
 half = len(done) // 2
 for name, part in (("problems", done), ("fold-a", done[:half]), ("fold-b", done[half:])):
     (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-EOF
+PY
 
 n=$(wc -l < "$out/problems.jsonl")
-for m in 2 5; do
-  scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" \
-      --levels problems --agreement-samples $m --estimators agreement \
-      --out "$out/estimators-problems-m$m" --no-mlflow
-done
-scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" \
-    --levels problems --estimators confidence,confidence-mean \
-    --out "$out/estimators-problems-confidence" --no-mlflow
-# the default program gated on that confidence instead, at every gate (its greedy replies
-# are the estimator report's, from the cache; System 2's chains are vote's)
-gates=$(python -c "print(','.join(f'{i / 20:g}' for i in range(21)) + ',none')")
-scale sweep "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence \
-    --gates "$gates" --out-dir "$out/sweep-confidence" --no-mlflow
+estimate=(--dataset "$out/problems.jsonl" --n "$n" --levels problems --no-mlflow)
+rm -rf "$out/estimators-problems-confidence"  # its problems change as rounds are added
+scale estimators "${common[@]}" "${estimate[@]}" --estimators confidence,confidence-mean \
+    --out "$out/estimators-problems-confidence"
 
-grid=(--optimizer none --estimators agreement,confidence,none --decompose-options false
+export SCALE_LOCAL_RUNTIME=recorded SCALE_RECORDINGS=$out
+scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
+for m in 2 5; do
+  rm -rf "$out/estimators-problems-m$m"
+  scale estimators "${common[@]}" "${estimate[@]}" --agreement-samples $m \
+      --estimators agreement --out "$out/estimators-problems-m$m"
+done
+
+grid=(--optimizer none --estimators agreement,none --decompose-options false
       --gates 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,none
       --objective cost-aware --lambda 0.00005
       --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
@@ -73,4 +72,3 @@ for fold in a b; do
       --vote-samples 5 --methods cot,vote,scale,tuned --program "$out/tuned-$fold.json" \
       --out "$out/crossfit-$other" --no-mlflow
 done
-python bench/round2_plot.py "$out"  # tradeoff-confidence.png: the methods and the gate sweep

@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 from tqdm import tqdm
 
+from scale import local
 from scale.optimizers.metrics import correctness
 from scale.optimizers.results import ResultRow, ResultsFile
 from scale.programs.records import Fallback
@@ -46,6 +47,8 @@ def run_example(
         if not pred.answer and steps and Fallback.NO_ANSWER in steps[-1].fallbacks:
             row.error = UNUSABLE
     row.seconds = round(time.perf_counter() - started, 3)
+    if local.runtime_name() == "recorded" and row.usage:  # replayed: the calls' recorded time
+        row.seconds = row.usage.get("lm_seconds", 0.0)
     return row
 
 

@@ -388,6 +388,8 @@ def make_lm(
         local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
         client = {"api_base": f"local://{local.runtime_name()}"}
+        # a recorded call costs nothing to repeat and carries its recorded time: no cache
+        cache = cache and local.runtime_name() != "recorded"
     elif model.startswith(f"{router.PROVIDER}/"):
         client = {"api_base": f"router://{router.POOLS.digest}"}
     elif api_base:

@@ -1,11 +1,12 @@
 """Local models (``local/NAME``, see ``scale.packaged``) behind a litellm custom provider
 named ``local``.
 
-Two runtimes (``SCALE_LOCAL_RUNTIME`` or ``set_runtime``): ``inproc`` (the default) loads
-one ``Llama`` per model file in this process, shared by every LM that names it, with calls
+Runtimes (``SCALE_LOCAL_RUNTIME`` or ``set_runtime``): ``inproc`` (the default) loads one
+``Llama`` per model file in this process, shared by every LM that names it, with calls
 serialized by one lock because a llama.cpp context is not thread-safe; ``server`` runs the
-file behind a managed ``llama-server`` with parallel slots (``scale.llama_server``). The
-runtime is part of each call's cache key (as its ``api_base``, ``local://RUNTIME``).
+file behind a managed ``llama-server`` with parallel slots (``scale.llama_server``);
+``recorded`` runs no model and answers from a benchmark's stored rows (``scale.recorded``).
+The runtime is part of each call's cache key (as its ``api_base``, ``local://RUNTIME``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from litellm.utils import custom_llm_setup
 from scale.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, packaged_path
 
 DEFAULT_N_CTX = 8192
-RUNTIMES = ("inproc", "server")
+MODEL_RUNTIMES = ("inproc", "server")  # the runtimes that run a model
+RUNTIMES = (*MODEL_RUNTIMES, "recorded")
 _runtime: str | None = None
 
 
@@ -153,21 +155,33 @@ class LlamaCppProvider(CustomLLM):
         **kwargs,
     ) -> litellm.ModelResponse:
         name = model.removeprefix(f"{PROVIDER}/")
-        try:
-            path = resolve(name)
-        except ModelError as exc:
-            raise CustomLLMError(status_code=400, message=str(exc)) from None
         params = {k: v for k, v in optional_params.items() if k in _PASSED and v is not None}
         if params.get("max_tokens") is None:
             params["max_tokens"] = 512
         if params.get("top_logprobs") and not params.get("logprobs"):
             params["logprobs"] = True
+        runtime = (api_base or "").removeprefix("local://")
+        if runtime == "recorded":
+            return _response(model, *self._recorded(messages, params))
+        try:
+            path = resolve(name)
+        except ModelError as exc:
+            raise CustomLLMError(status_code=400, message=str(exc)) from None
         timeout = float(kwargs.get("timeout") or optional_params.get("timeout") or 600.0)
-        if (api_base or "").removeprefix("local://") == "server":
+        if runtime == "server":
             result, seconds = self._on_server(path, messages, params, timeout)
         else:
             result, seconds = self._in_process(path, messages, params)
         return _response(model, result, seconds)
+
+    @staticmethod
+    def _recorded(messages: list, params: dict) -> tuple[dict, float]:
+        from scale.recorded import RecordingError, recordings
+
+        try:
+            return recordings().complete(messages, params)
+        except RecordingError as exc:
+            raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
 
     @staticmethod
     def _in_process(path: Path, messages: list, params: dict) -> tuple[dict, float]:

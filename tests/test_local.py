@@ -43,7 +43,7 @@ def scale_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("runtime", local.RUNTIMES, indirect=True)
+@pytest.mark.parametrize("runtime", local.MODEL_RUNTIMES, indirect=True)
 def test_cot_json_on_tiny_model(runtime):
     done = scale_cli("solve", "--model", TINY_MODEL, "--method", "cot", "What is 2+3?", "--json")
     assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: the tiny model gave no answer
@@ -52,7 +52,7 @@ def test_cot_json_on_tiny_model(runtime):
     assert out["usage"]["total_tokens"] > 0 and out["usage"]["lm_calls"] >= 1
 
 
-@pytest.mark.parametrize("runtime", local.RUNTIMES, indirect=True)
+@pytest.mark.parametrize("runtime", local.MODEL_RUNTIMES, indirect=True)
 @pytest.mark.parametrize(("threshold", "expected"), [("1", {1}), ("0", {2})])
 def test_scale_solve_routes_on_tiny_model(runtime, threshold, expected):
     done = scale_cli(
@@ -71,7 +71,7 @@ def test_scale_solve_routes_on_tiny_model(runtime, threshold, expected):
     assert sum(v["lm_calls"] for v in stages.values()) == out["usage"]["lm_calls"]
 
 
-@pytest.mark.parametrize("runtime", local.RUNTIMES, indirect=True)
+@pytest.mark.parametrize("runtime", local.MODEL_RUNTIMES, indirect=True)
 def test_usage_and_logprobs_come_back(runtime):
     lm = make_lm(TINY_MODEL, max_tokens=4)
     with track() as ledger:

@@ -10,7 +10,7 @@ from scale.cli.options import Parser, non_negative, positive, threads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scale.local import RUNTIMES
+    from scale.local import MODEL_RUNTIMES
 
     p = sub.add_parser(
         "models",
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "slot each (e.g. 1,2,3), two examples in flight per server",
     )
     p.add_argument("--model", help="a local/ model: measure its generation speed instead")
-    p.add_argument("--runtime", choices=RUNTIMES, help="local runtime for --model")
+    p.add_argument("--runtime", choices=MODEL_RUNTIMES, help="local runtime for --model")
     p.add_argument("--out", help="folder for throughput.json/.md")
     p.set_defaults(run=run_throughput)
 
@@ -80,7 +80,10 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"    {row['description']}")
         if row["path"]:
             print(f"    {row['path']}")
-    print(f"Local runtime: {runtime_name()} (SCALE_LOCAL_RUNTIME=inproc|server, or --runtime).")
+    print(
+        f"Local runtime: {runtime_name()} "
+        "(SCALE_LOCAL_RUNTIME=inproc|server|recorded, or --runtime)."
+    )
     print("Also accepted: local/PATH.gguf, local/hf:REPO/FILE.gguf, and any litellm model string.")
     return 0
 

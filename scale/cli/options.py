@@ -136,8 +136,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--runtime",
         choices=RUNTIMES,
-        help="how local/ models run: inproc (llama.cpp in this process) or server (a managed "
-        "llama-server with parallel slots) (default: $SCALE_LOCAL_RUNTIME or inproc)",
+        help="how local/ models run: inproc (llama.cpp in this process), server (a managed "
+        "llama-server with parallel slots) or recorded (no model: calls answered from the "
+        "cot and vote rows of the bench folder $SCALE_RECORDINGS) (default: "
+        "$SCALE_LOCAL_RUNTIME or inproc)",
     )
     g.add_argument(
         "--adapter",

@@ -1,0 +1,145 @@
+"""The ``recorded`` local runtime: calls answered from a benchmark's stored rows, not a model.
+
+A ``scale bench`` run of ``cot`` and ``vote`` stores, for every problem, the greedy reply's
+answer and the answers of vote's samples by rollout id, with their tokens and seconds. A
+program whose calls are exactly those (the default SCALE program: System 1's greedy reply,
+agreement samples and System 2's chains) can then be run again at no model time: each
+request is served from the stored row of the same request, and a request no row holds
+(other messages, demos, settings, logprobs or a rollout never drawn) fails with a message
+saying why. The messages are matched exactly, by rendering the stored method's own prompt.
+Replies carry only the stored answer (as ``\\boxed{}``), usage and seconds, not the
+reasoning text; recorded calls bypass DSPy's cache, and a row's seconds are its calls'
+recorded seconds (so every method replayed is timed the way its calls were).
+
+Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV = "SCALE_RECORDINGS"
+GREEDY_METHOD, SAMPLED_METHOD = "cot", "vote"
+
+
+class RecordingError(LookupError):
+    """A request the recordings cannot answer."""
+
+
+@dataclass(frozen=True)
+class _Method:
+    """One stored method: its profile, the signature and adapter it called with, and its
+    rows' samples by problem text."""
+
+    profile: Any  # scale.programs.SystemProfile
+    signature: Any  # type[dspy.Signature]
+    adapter: Any  # dspy.Adapter
+    samples: dict[str, list[dict]]
+
+    def messages(self, problem: str) -> list[dict]:
+        """The messages this method sent for ``problem``."""
+        inputs = {"problem": problem}
+        return _plain(self.adapter.format(self.signature, demos=[], inputs=inputs))
+
+
+def _load(path: Path) -> _Method:
+    from scale.adapter import make_adapter
+    from scale.optimizers.results import read_header, read_results
+    from scale.programs.profiles import SystemProfile
+    from scale.programs.solve import Solver
+
+    systems = read_header(path).get("systems") or {}
+    if len(systems) != 1:
+        raise RecordingError(f"{path}: a recording must hold one system, found {len(systems)}")
+    names = {f.name for f in fields(SystemProfile) if f.init}
+    (system,) = systems.values()
+    profile = SystemProfile(**{k: v for k, v in system.items() if k in names})
+    samples = {}
+    for row in read_results(path):
+        if row.error is None and len(row.steps) == 1 and row.steps[0].get("samples"):
+            samples[row.steps[0]["subproblem"]] = row.steps[0]["samples"]
+    (predictor,) = Solver(profile, 2, whole=True).predictors()
+    return _Method(profile, predictor.signature, make_adapter(profile.adapter_name), samples)
+
+
+class Recordings:
+    """The stored greedy replies (``cot.jsonl``) and samples (``vote.jsonl``) of one folder."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        found = {m: self.folder / f"{m}.jsonl" for m in (GREEDY_METHOD, SAMPLED_METHOD)}
+        missing = [str(p) for p in found.values() if not p.is_file()]
+        if missing:
+            raise RecordingError(f"no recorded rows at {', '.join(missing)}")
+        self.greedy = _load(found[GREEDY_METHOD])
+        self.sampled = _load(found[SAMPLED_METHOD])
+        if self.greedy.profile.samples != 1 or self.sampled.profile.greedy_first:
+            raise RecordingError(
+                f"{self.folder}: {GREEDY_METHOD} must make one greedy call and {SAMPLED_METHOD} "
+                "sample from rollout 0"
+            )
+
+    def complete(self, messages: list[dict], params: dict) -> tuple[dict, float]:
+        """The stored reply to this request, as a chat completion, and its stored seconds."""
+        if params.get("logprobs"):
+            raise RecordingError("the recordings hold no token logprobs")
+        problem = str(messages[-1].get("content", "")) if messages else ""
+        rollout = params.get("seed")
+        temperature = float(params.get("temperature") or 0.0)
+        method = self.greedy if temperature == 0 and rollout is None else self.sampled
+        profile = method.profile
+        samples = method.samples.get(problem)
+        if samples is None:
+            raise RecordingError(f"no recorded row for the problem {problem[:80]!r}")
+        wanted = profile.sample_temperature if method is self.sampled else profile.temperature
+        if temperature != wanted or params.get("max_tokens") != profile.max_tokens:
+            raise RecordingError(
+                f"recorded at temperature {wanted} and max_tokens {profile.max_tokens}, asked "
+                f"at {temperature} and {params.get('max_tokens')}"
+            )
+        index = 0 if method is self.greedy else int(rollout)
+        if not 0 <= index < len(samples):
+            raise RecordingError(f"rollout {index} was not recorded ({len(samples)} were)")
+        if _plain(messages) != method.messages(problem):
+            raise RecordingError("the request's messages differ from the recorded method's")
+        sample = samples[index]
+        answer = str(sample.get("answer") or "")
+        prompt, completion = sample.get("prompt_tokens", 0), sample.get("completion_tokens", 0)
+        choice = {
+            # a reply with no answer reads as one cut short: no marker, nothing to parse
+            "finish_reason": "stop" if answer else "length",
+            "message": {"content": f"\\boxed{{{answer}}}" if answer else "(no answer)\n..."},
+        }
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        return {"choices": [choice], "usage": usage}, float(sample.get("seconds") or 0.0)
+
+
+def _plain(messages: list[dict]) -> list[dict]:
+    return [{"role": m.get("role"), "content": m.get("content")} for m in messages]
+
+
+_loaded: dict[Path, Recordings] = {}
+_lock = threading.Lock()
+
+
+def recordings() -> Recordings:
+    """The recordings ``$SCALE_RECORDINGS`` names (loaded once per process)."""
+    folder = os.environ.get(ENV)
+    if not folder:
+        raise RecordingError(
+            f"the recorded runtime answers from a benchmark folder: set {ENV}=DIR "
+            "(a scale bench --out folder with cot.jsonl and vote.jsonl)"
+        )
+    key = Path(folder).resolve()
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = Recordings(key)
+        return _loaded[key]

@@ -1,0 +1,137 @@
+"""The ``recorded`` runtime: programs re-run on a benchmark's stored cot and vote rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scale import local
+from scale.cli import main
+from scale.lm import TINY_MODEL
+from scale.optimizers.results import ResultRow, read_results
+from scale.programs import ProgramSpec
+from scale.programs.io import fingerprint
+from scale.recorded import RecordingError, Recordings
+
+# problem -> (gold, greedy answer, vote's answers by rollout id)
+PROBLEMS = {
+    "What is 3 + 4?": ("7", "7", ["2", "7", "7", "7", "7"]),  # greedy and rollout 1 agree
+    "What is 2 * 5?": ("10", "12", ["10", "9", "10", "10", "10"]),  # they do not
+}
+
+
+def tokens(rollout: int | None) -> tuple[int, int]:
+    """Distinct stored usage per call: (prompt, completion)."""
+    return (50, 100) if rollout is None else (50, 10 * (rollout + 1))
+
+
+def sample(answer: str, rollout: int | None) -> dict:
+    prompt, completion = tokens(rollout)
+    seconds = completion / 10  # a recorded time per call
+    return {
+        "answer": answer,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "seconds": seconds,
+    }
+
+
+def write_method(folder, method: str, samples_of) -> None:
+    program = ProgramSpec(method=method, model=TINY_MODEL).build()
+    lines = [{"scale_results": 1, "identity": fingerprint(program) | {"dataset": "test"}}]
+    for i, (problem, (gold, greedy, votes)) in enumerate(PROBLEMS.items()):
+        steps = [{"subproblem": problem, "samples": samples_of(greedy, votes)}]
+        lines.append(ResultRow(id=f"p{i}", gold=gold, steps=steps).to_dict())
+    (folder / f"{method}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    """A bench folder with cot and vote rows, served by the recorded runtime."""
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    write_method(folder, "cot", lambda greedy, votes: [sample(greedy, None)])
+    write_method(folder, "vote", lambda greedy, votes: [sample(a, r) for r, a in enumerate(votes)])
+    rows = [
+        {"id": f"p{i}", "problem": p, "answer": g[0]} for i, (p, g) in enumerate(PROBLEMS.items())
+    ]
+    dataset = tmp_path / "problems.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("SCALE_RECORDINGS", str(folder))
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-cache"))
+    yield folder, dataset
+    local.set_runtime(None)
+
+
+def bench(dataset, out, method: str) -> dict[str, ResultRow]:
+    argv = ["bench", "--dataset", str(dataset), "--n", "2", "--methods", method, "--quiet"]
+    argv += ["--model", TINY_MODEL, "--runtime", "recorded", "--vote-samples", "5"]
+    argv += ["--out", str(out), "--no-mlflow"]
+    assert main(argv) == 0
+    return {row.id: row for row in read_results(out / f"{method}.jsonl")}
+
+
+def test_the_default_program_replays_from_the_stored_calls(recorded, tmp_path):
+    _, dataset = recorded
+    rows = bench(dataset, tmp_path / "out", "scale")
+    easy, hard = rows["p0"], rows["p1"]
+    # agreed: System 1's greedy answer, at the cost of the greedy call and rollout 1
+    assert (easy.predicted, easy.correct, easy.steps[0]["system"]) == ("7", True, 1)
+    assert easy.usage["total_tokens"] == sum(map(sum, (tokens(None), tokens(1))))
+    # no call came from DSPy's cache (cot's greedy call included), and the row's time is
+    # its calls' recorded time, not the replay's
+    assert easy.usage["cached_calls"] == 0
+    assert easy.seconds == pytest.approx((tokens(None)[1] + tokens(1)[1]) / 10)
+    # disagreed: System 2 goes on from those two replies with rollouts 2, 3, ... and votes
+    assert (hard.predicted, hard.correct, hard.steps[0]["system"]) == ("10", True, 2)
+    calls = hard.usage["lm_calls"]
+    assert 3 <= calls <= 5
+    assert hard.usage["total_tokens"] == sum(sum(tokens(r)) for r in [None, *range(1, calls)])
+
+
+def test_vote_replays_its_own_row(recorded, tmp_path):
+    _, dataset = recorded
+    rows = bench(dataset, tmp_path / "out", "vote")
+    assert rows["p1"].predicted == "10" and rows["p1"].usage["lm_calls"] == 5
+    assert rows["p1"].usage["total_tokens"] == sum(sum(tokens(r)) for r in range(5))
+
+
+def test_a_problem_not_recorded_is_a_row_error(recorded, tmp_path):
+    extra = tmp_path / "more.jsonl"
+    extra.write_text(json.dumps({"id": "x", "problem": "What is 1 + 1?", "answer": "2"}) + "\n")
+    argv = ["bench", "--dataset", str(extra), "--n", "1", "--methods", "cot", "--quiet"]
+    argv += ["--model", TINY_MODEL, "--runtime", "recorded", "--out", str(tmp_path / "o")]
+    main([*argv, "--no-mlflow"])
+    (row,) = read_results(tmp_path / "o" / "cot.jsonl")
+    assert row.error and "no recorded row" in row.error
+
+
+def request(recordings: Recordings, problem: str, **params) -> dict:
+    messages = recordings.greedy.messages(problem)
+    return recordings.complete(messages, {"max_tokens": 1024, **params})[0]
+
+
+def test_only_the_recorded_requests_are_answered(recorded):
+    recordings = Recordings(recorded[0])
+    problem = "What is 2 * 5?"
+    assert request(recordings, problem)["choices"][0]["message"]["content"] == "\\boxed{12}"
+    reply = request(recordings, problem, temperature=0.7, seed=3)
+    assert reply["choices"][0]["message"]["content"] == "\\boxed{10}"
+    assert reply["usage"]["completion_tokens"] == tokens(3)[1]
+    for params, says in [
+        ({"temperature": 0.7, "seed": 5}, "rollout 5 was not recorded"),
+        ({"temperature": 0.3, "seed": 1}, "recorded at temperature 0.7"),
+        ({"max_tokens": 512}, "max_tokens 1024"),
+        ({"logprobs": True}, "no token logprobs"),
+    ]:
+        with pytest.raises(RecordingError, match=says):
+            request(recordings, problem, **params)
+    other = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": problem}]
+    with pytest.raises(RecordingError, match="messages differ"):
+        recordings.complete(other, {"max_tokens": 1024})
+
+
+def test_the_folder_must_hold_cot_and_vote(tmp_path, monkeypatch):
+    with pytest.raises(RecordingError, match="no recorded rows"):
+        Recordings(tmp_path)
