@@ -72,3 +72,4 @@ for fold in a b; do
       --vote-samples 5 --methods cot,vote,scale,tuned --program "$out/tuned-$fold.json" \
       --out "$out/crossfit-$other" --no-mlflow
 done
+python bench/crossfit_report.py "$out"  # crossfit.md: tuned on every problem, paired
