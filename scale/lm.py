@@ -344,6 +344,8 @@ def check_model(model: str, api_base: str | None = None) -> None:
             "ollama_chat/qwen3"
         )
     if model.startswith(f"{local.PROVIDER}/"):
+        if local.runtime_name() == "recorded":
+            return  # no model runs: the recordings check the name on each call
         name = model.removeprefix(f"{local.PROVIDER}/")
         shipped = packaged.PACKAGED_MODELS.get(name)
         if shipped is not None:
@@ -385,11 +387,13 @@ def make_lm(
     check_model(model, api_base)
     client: dict[str, Any] = {}
     if model.startswith(f"{local.PROVIDER}/"):
-        local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
+        recorded = local.runtime_name() == "recorded"
+        if not recorded:
+            local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
         client = {"api_base": f"local://{local.runtime_name()}"}
         # a recorded call costs nothing to repeat and carries its recorded time: no cache
-        cache = cache and local.runtime_name() != "recorded"
+        cache = cache and not recorded
     elif model.startswith(f"{router.PROVIDER}/"):
         client = {"api_base": f"router://{router.POOLS.digest}"}
     elif api_base:

@@ -162,7 +162,7 @@ class LlamaCppProvider(CustomLLM):
             params["logprobs"] = True
         runtime = (api_base or "").removeprefix("local://")
         if runtime == "recorded":
-            return _response(model, *self._recorded(messages, params))
+            return _response(model, *self._recorded(f"{PROVIDER}/{name}", messages, params))
         try:
             path = resolve(name)
         except ModelError as exc:
@@ -175,11 +175,11 @@ class LlamaCppProvider(CustomLLM):
         return _response(model, result, seconds)
 
     @staticmethod
-    def _recorded(messages: list, params: dict) -> tuple[dict, float]:
+    def _recorded(model: str, messages: list, params: dict) -> tuple[dict, float]:
         from scale.recorded import RecordingError, recordings
 
         try:
-            return recordings().complete(messages, params)
+            return recordings().complete(model, messages, params)
         except RecordingError as exc:
             raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
 

@@ -77,14 +77,20 @@ class Recordings:
             raise RecordingError(f"no recorded rows at {', '.join(missing)}")
         self.greedy = _load(found[GREEDY_METHOD])
         self.sampled = _load(found[SAMPLED_METHOD])
+        if self.greedy.profile.model != self.sampled.profile.model:
+            raise RecordingError(
+                f"{self.folder}: {GREEDY_METHOD} and {SAMPLED_METHOD} used two models"
+            )
         if self.greedy.profile.samples != 1 or self.sampled.profile.greedy_first:
             raise RecordingError(
                 f"{self.folder}: {GREEDY_METHOD} must make one greedy call and {SAMPLED_METHOD} "
                 "sample from rollout 0"
             )
 
-    def complete(self, messages: list[dict], params: dict) -> tuple[dict, float]:
+    def complete(self, model: str, messages: list[dict], params: dict) -> tuple[dict, float]:
         """The stored reply to this request, as a chat completion, and its stored seconds."""
+        if model != self.greedy.profile.model:
+            raise RecordingError(f"recorded with {self.greedy.profile.model}, asked for {model}")
         if params.get("logprobs"):
             raise RecordingError("the recordings hold no token logprobs")
         problem = str(messages[-1].get("content", "")) if messages else ""

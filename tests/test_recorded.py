@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from scale.programs import ProgramSpec
 from scale.programs.io import fingerprint
 from scale.recorded import RecordingError, Recordings
 
+ROOT = Path(__file__).resolve().parents[1]
 # problem -> (gold, greedy answer, vote's answers by rollout id)
 PROBLEMS = {
     "What is 3 + 4?": ("7", "7", ["2", "7", "7", "7", "7"]),  # greedy and rollout 1 agree
@@ -109,7 +111,7 @@ def test_a_problem_not_recorded_is_a_row_error(recorded, tmp_path):
 
 def request(recordings: Recordings, problem: str, **params) -> dict:
     messages = recordings.greedy.messages(problem)
-    return recordings.complete(messages, {"max_tokens": 1024, **params})[0]
+    return recordings.complete(TINY_MODEL, messages, {"max_tokens": 1024, **params})[0]
 
 
 def test_only_the_recorded_requests_are_answered(recorded):
@@ -129,9 +131,44 @@ def test_only_the_recorded_requests_are_answered(recorded):
             request(recordings, problem, **params)
     other = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": problem}]
     with pytest.raises(RecordingError, match="messages differ"):
-        recordings.complete(other, {"max_tokens": 1024})
+        recordings.complete(TINY_MODEL, other, {"max_tokens": 1024})
+    with pytest.raises(RecordingError, match="recorded with local/smollm2-135m"):
+        recordings.complete(
+            "local/other", recordings.greedy.messages(problem), {"max_tokens": 1024}
+        )
 
 
 def test_the_folder_must_hold_cot_and_vote(tmp_path, monkeypatch):
     with pytest.raises(RecordingError, match="no recorded rows"):
         Recordings(tmp_path)
+
+
+def test_the_committed_replay_equals_the_program_run_live(tmp_path, monkeypatch):
+    """The default program was run live (through the server and DSPy's cache) on the first
+    20 problems of round 2; replayed from that run's cot and vote rows, it makes the same
+    predictions with the same calls, row for row."""
+    folder = ROOT / "bench/results/round2-gsm8k-server"
+    live = {r.id: r for r in read_results(folder / "scale.jsonl")}
+    dataset = tmp_path / "problems.jsonl"
+    dataset.write_text(
+        "".join(
+            json.dumps({"id": r.id, "problem": r.steps[0]["subproblem"], "answer": r.gold}) + "\n"
+            for r in live.values()
+        )
+    )
+    monkeypatch.setenv("SCALE_RECORDINGS", str(folder))
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-cache"))
+    argv = ["bench", "--dataset", str(dataset), "--n", str(len(live)), "--methods", "scale"]
+    argv += ["--model", "local/qwen2.5-coder-1.5b", "--runtime", "recorded", "--quiet"]
+    try:
+        assert main([*argv, "--out", str(tmp_path / "out"), "--no-mlflow"]) == 0
+    finally:
+        local.set_runtime(None)
+
+    def calls(row: ResultRow) -> tuple:
+        steps = [(s["system"], s["answer"], len(s["samples"])) for s in row.steps]
+        return row.predicted, row.correct, row.usage["total_tokens"], row.usage["lm_calls"], steps
+
+    replayed = read_results(tmp_path / "out" / "scale.jsonl")
+    assert len(replayed) == len(live) == 20
+    assert all(calls(r) == calls(live[r.id]) for r in replayed)
