@@ -107,6 +107,8 @@ class Recordings:
                 f"recorded at temperature {wanted} and max_tokens {profile.max_tokens}, asked "
                 f"at {temperature} and {params.get('max_tokens')}"
             )
+        if method is self.sampled and rollout is None:
+            raise RecordingError("a sampled call names no rollout (seed): nothing to match")
         index = 0 if method is self.greedy else int(rollout)
         if not 0 <= index < len(samples):
             raise RecordingError(f"rollout {index} was not recorded ({len(samples)} were)")

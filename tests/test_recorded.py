@@ -126,6 +126,7 @@ def test_only_the_recorded_requests_are_answered(recorded):
         ({"temperature": 0.3, "seed": 1}, "recorded at temperature 0.7"),
         ({"max_tokens": 512}, "max_tokens 1024"),
         ({"logprobs": True}, "no token logprobs"),
+        ({"temperature": 0.7}, "names no rollout"),
     ]:
         with pytest.raises(RecordingError, match=says):
             request(recordings, problem, **params)
