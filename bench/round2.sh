@@ -3,14 +3,14 @@
 # method whose calls are those samples re-run on them by the recorded runtime (no model).
 # Usage: bench/round2.sh gsm8k|math500 ROUNDS  (the rounds of 10 problems to use)
 #   1. plain-cot, cot and 5 sampled chains per problem, through the managed llama-server
-#      (4 slots), and the logprob confidence of the greedy reply (one more call a problem:
-#      CoT's, with logprobs); it resumes: rerun with more ROUNDS to go on;
+#      (4 slots); it resumes: rerun with more ROUNDS to go on;
 #   2. on the recorded runtime (each call answered from cot's and vote's rows, matched
 #      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
 #      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
 #      from the chains, in replayed/; the agreement estimator at m = 2 and 5;
 #   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
-#      and System 2 search), benchmarked on the other.
+#      and System 2 search), benchmarked on the other (crossfit.md pairs it on all);
+#   4. back on the server: the logprob confidence of the greedy reply (one call a problem).
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
@@ -45,11 +45,8 @@ PY
 
 n=$(wc -l < "$out/problems.jsonl")
 estimate=(--dataset "$out/problems.jsonl" --n "$n" --levels problems --no-mlflow)
-rm -rf "$out/estimators-problems-confidence"  # its problems change as rounds are added
-scale estimators "${common[@]}" "${estimate[@]}" --estimators confidence,confidence-mean \
-    --out "$out/estimators-problems-confidence"
-
-export SCALE_LOCAL_RUNTIME=recorded SCALE_RECORDINGS=$out
+SCALE_LOCAL_RUNTIME=recorded
+export SCALE_RECORDINGS=$out
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
 for m in 2 5; do
   rm -rf "$out/estimators-problems-m$m"
@@ -73,3 +70,9 @@ for fold in a b; do
       --out "$out/crossfit-$other" --no-mlflow
 done
 python bench/crossfit_report.py "$out"  # crossfit.md: tuned on every problem, paired
+
+# the logprob confidence of the greedy reply: one new call a problem (CoT's, with logprobs)
+SCALE_LOCAL_RUNTIME=server
+rm -rf "$out/estimators-problems-confidence"  # its problems change as rounds are added
+scale estimators "${common[@]}" "${estimate[@]}" --estimators confidence,confidence-mean \
+    --out "$out/estimators-problems-confidence"
