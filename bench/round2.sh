@@ -10,7 +10,8 @@
 #      from the chains, in replayed/; the agreement estimator at m = 2 and 5;
 #   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
 #      and System 2 search), benchmarked on the other (crossfit.md pairs it on all);
-#   4. back on the server: the logprob confidence of the greedy reply (one call a problem).
+#   4. back on the server: the logprob confidence of the greedy reply (one call a problem)
+#      on fold a.
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
@@ -43,15 +44,16 @@ for name, part in (("problems", done), ("fold-a", done[:half]), ("fold-b", done[
     (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
 PY
 
-n=$(wc -l < "$out/problems.jsonl")
-estimate=(--dataset "$out/problems.jsonl" --n "$n" --levels problems --no-mlflow)
 SCALE_LOCAL_RUNTIME=recorded
 export SCALE_RECORDINGS=$out
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
-for m in 2 5; do
-  rm -rf "$out/estimators-problems-m$m"
-  scale estimators "${common[@]}" "${estimate[@]}" --agreement-samples $m \
-      --estimators agreement --out "$out/estimators-problems-m$m"
+for m in 2 5; do  # on every problem, and on fold a (the confidence estimator's problems)
+  for part in problems fold-a; do
+    rm -rf "$out/estimators-$part-m$m"
+    scale estimators "${common[@]}" --dataset "$out/$part.jsonl" --n "$(wc -l < "$out/$part.jsonl")" \
+        --levels problems --no-mlflow --agreement-samples $m --estimators agreement \
+        --out "$out/estimators-$part-m$m"
+  done
 done
 
 grid=(--optimizer none --estimators agreement,none --decompose-options false
@@ -71,8 +73,11 @@ for fold in a b; do
 done
 python bench/crossfit_report.py "$out"  # crossfit.md: tuned on every problem, paired
 
-# the logprob confidence of the greedy reply: one new call a problem (CoT's, with logprobs)
+# the logprob confidence of the greedy reply: one new call a problem (CoT's, with logprobs),
+# on fold a (what one session's machine time allowed; the agreement estimators' per-problem
+# scores in outcomes.jsonl cover the same problems)
 SCALE_LOCAL_RUNTIME=server
-rm -rf "$out/estimators-problems-confidence"  # its problems change as rounds are added
-scale estimators "${common[@]}" "${estimate[@]}" --estimators confidence,confidence-mean \
-    --out "$out/estimators-problems-confidence"
+n=$(wc -l < "$out/fold-a.jsonl")
+rm -rf "$out/estimators-fold-a-confidence"
+scale estimators "${common[@]}" --dataset "$out/fold-a.jsonl" --n "$n" --levels problems \
+    --no-mlflow --estimators confidence,confidence-mean --out "$out/estimators-fold-a-confidence"

@@ -51,8 +51,8 @@ class CallRecord:
     step: int | None
     prompt_tokens: int
     completion_tokens: int
-    cached: bool
-    seconds: float
+    cached: bool  # served without running a model: DSPy's cache, or the recorded runtime
+    seconds: float  # model time (a recorded call's recorded time; 0 for a cache hit)
     prompt_evaluated: int | None = None  # prompt tokens the server really computed (prefix cache)
 
     @property
@@ -308,12 +308,13 @@ class AccountedLM(dspy.LM):
             return
         prompt, completion = _usage_numbers(entry.get("usage"))
         hidden = getattr(response, "_hidden_params", None) or {}
-        cached = "cached_usage" in hidden
-        if cached:
+        recorded = bool(hidden.get("recorded"))
+        cached = "cached_usage" in hidden or recorded
+        if "cached_usage" in hidden:
             prompt, completion = hidden["cached_usage"]
         seconds = (
             0.0
-            if cached
+            if cached and not recorded
             else float(
                 hidden.get("local_seconds") or (getattr(response, "_response_ms", 0) or 0) / 1000
             )

@@ -162,7 +162,9 @@ class LlamaCppProvider(CustomLLM):
             params["logprobs"] = True
         runtime = (api_base or "").removeprefix("local://")
         if runtime == "recorded":
-            return _response(model, *self._recorded(f"{PROVIDER}/{name}", messages, params))
+            response = _response(model, *self._recorded(f"{PROVIDER}/{name}", messages, params))
+            response._hidden_params["recorded"] = True  # counted as served, not spent
+            return response
         try:
             path = resolve(name)
         except ModelError as exc:

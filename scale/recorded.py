@@ -8,8 +8,9 @@ request is served from the stored row of the same request, and a request no row 
 (other messages, demos, settings, logprobs or a rollout never drawn) fails with a message
 saying why. The messages are matched exactly, by rendering the stored method's own prompt.
 Replies carry only the stored answer (as ``\\boxed{}``), usage and seconds, not the
-reasoning text; recorded calls bypass DSPy's cache, and a row's seconds are its calls'
-recorded seconds (so every method replayed is timed the way its calls were).
+reasoning text. Recorded calls bypass DSPy's cache and count as served, not spent (no
+model ran: ``spent_tokens`` stays 0), and a row's seconds are its calls' recorded seconds
+(so every method replayed is timed the way its calls were).
 
 Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``).
 """

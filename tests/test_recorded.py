@@ -81,9 +81,10 @@ def test_the_default_program_replays_from_the_stored_calls(recorded, tmp_path):
     # agreed: System 1's greedy answer, at the cost of the greedy call and rollout 1
     assert (easy.predicted, easy.correct, easy.steps[0]["system"]) == ("7", True, 1)
     assert easy.usage["total_tokens"] == sum(map(sum, (tokens(None), tokens(1))))
-    # no call came from DSPy's cache (cot's greedy call included), and the row's time is
-    # its calls' recorded time, not the replay's
-    assert easy.usage["cached_calls"] == 0
+    # every call served from the recordings (none spent, none from DSPy's cache, cot's
+    # greedy call included: each carries its recorded time), and the row's time is its
+    # calls' recorded time, not the replay's
+    assert easy.usage["cached_calls"] == easy.usage["lm_calls"] and easy.usage["spent_tokens"] == 0
     assert easy.seconds == pytest.approx((tokens(None)[1] + tokens(1)[1]) / 10)
     # disagreed: System 2 goes on from those two replies with rollouts 2, 3, ... and votes
     assert (hard.predicted, hard.correct, hard.steps[0]["system"]) == ("10", True, 2)
