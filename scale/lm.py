@@ -308,17 +308,17 @@ class AccountedLM(dspy.LM):
             return
         prompt, completion = _usage_numbers(entry.get("usage"))
         hidden = getattr(response, "_hidden_params", None) or {}
-        recorded = bool(hidden.get("recorded"))
-        cached = "cached_usage" in hidden or recorded
-        if "cached_usage" in hidden:
+        hit = "cached_usage" in hidden  # from DSPy's cache: the original usage, no model time
+        if hit:
             prompt, completion = hidden["cached_usage"]
         seconds = (
             0.0
-            if cached and not recorded
+            if hit
             else float(
                 hidden.get("local_seconds") or (getattr(response, "_response_ms", 0) or 0) / 1000
             )
         )
+        cached = hit or bool(hidden.get("recorded"))  # a recorded call ran no model either
         stage, system, step = _label.get()
         evaluated = None if cached else hidden.get("prompt_evaluated")
         ledger.add(
