@@ -2,24 +2,28 @@
 # Round 2 as it was run (README "Results"): one sampling pass through the model, then every
 # method whose calls are those samples re-run on them by the recorded runtime (no model).
 # Usage: bench/round2.sh gsm8k|math500 ROUNDS  (the rounds of 10 problems to use)
-#   1. plain-cot, cot and 5 sampled chains per problem, through the managed llama-server
-#      (4 slots); it resumes: rerun with more ROUNDS to go on;
+#   1. plain-cot, cot (its greedy reply with token logprobs) and 5 sampled chains per
+#      problem, through the managed llama-server (4 slots); it resumes: rerun with more
+#      ROUNDS to go on. GSM8K's first pass recorded no logprobs: its cot is drawn again with
+#      them into logprobs/ (vote's chains linked), and the replays below use that one;
 #   2. on the recorded runtime (each call answered from cot's and vote's rows, matched
 #      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
 #      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
-#      from the chains, in replayed/; the agreement estimator at m = 2 and 5;
+#      from the chains, in replayed/; the confidence-gated program swept over its gate
+#      (sweep-confidence/); the estimators (agreement at m = 2 and 5, the logprob
+#      confidences) on every problem;
 #   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
-#      and System 2 search), benchmarked on the other (crossfit.md pairs it on all);
-#   4. back on the server: the logprob confidence of the greedy reply (one call a problem)
-#      on fold a.
+#      and System 2 search), benchmarked on the other (crossfit.md pairs it on all).
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 case $dataset in
-  gsm8k) out=bench/results/round2-gsm8k-server; data=(--dataset gsm8k --n 100) ;;
+  gsm8k) out=bench/results/round2-gsm8k-server; data=(--dataset gsm8k --n 100)
+    recordings=$out/logprobs; logprobs=() ;;
   # the 20 problems of round 1 first, then 80 more (a fixed file, in order)
   math500) out=bench/results/round2-math500-l13
-    data=(--dataset "$out/problems.jsonl" --n 100) ;;
+    data=(--dataset "$out/problems.jsonl" --n 100)
+    recordings=$out; logprobs=(--system2-logprobs) ;;
   *) echo "unknown dataset $dataset (gsm8k or math500)" >&2; exit 2 ;;
 esac
 store=sqlite:///bench/mlflow-round2.db
@@ -27,7 +31,12 @@ export SCALE_LOCAL_RUNTIME=server
 common=(--seed 0 --threads 4 --quiet)
 sampled=("${data[@]}" --round-size 10 --vote-samples 5 --rounds "$rounds" --no-mlflow)
 
-scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,plain-cot --out "$out"
+scale bench "${common[@]}" "${sampled[@]}" "${logprobs[@]}" --methods cot,vote,plain-cot \
+    --out "$out"
+if [[ $recordings != "$out" ]]; then
+  scale bench "${common[@]}" "${sampled[@]}" --system2-logprobs --methods cot --out "$recordings"
+  ln -sf ../vote.jsonl "$recordings/vote.jsonl"
+fi
 
 # the problems done, and their two halves, as dataset files
 python - "$out" "${data[1]}" <<'PY'
@@ -45,19 +54,26 @@ for name, part in (("problems", done), ("fold-a", done[:half]), ("fold-b", done[
 PY
 
 SCALE_LOCAL_RUNTIME=recorded
-export SCALE_RECORDINGS=$out
+export SCALE_RECORDINGS=$recordings
+n=$(wc -l < "$out/problems.jsonl")
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
-for m in 2 5; do  # on every problem, and on fold a (the confidence estimator's problems)
-  for part in problems fold-a; do
-    rm -rf "$out/estimators-$part-m$m"
-    scale estimators "${common[@]}" --dataset "$out/$part.jsonl" --n "$(wc -l < "$out/$part.jsonl")" \
-        --levels problems --no-mlflow --agreement-samples $m --estimators agreement \
-        --out "$out/estimators-$part-m$m"
-  done
+# the default program with its gate on the greedy reply's mean token logprob instead of a
+# second reply: one call for a problem it keeps, System 2 going on from it for the rest
+gates=0,0.02,0.04,0.06,0.08,0.1,0.12,0.15,0.2,0.3,1
+scale sweep "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence-mean \
+    --gates $gates --thresholds 0 --no-mlflow --out-dir "$out/sweep-confidence"
+for m in 2 5; do
+  rm -rf "$out/estimators-problems-m$m"
+  scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
+      --no-mlflow --agreement-samples $m --estimators agreement --out "$out/estimators-problems-m$m"
 done
+rm -rf "$out/estimators-problems-confidence"
+scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
+    --no-mlflow --estimators confidence,confidence-mean --out "$out/estimators-problems-confidence"
 
-grid=(--optimizer none --estimators agreement,none --decompose-options false
-      --gates 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,none
+# gate 1 on confidence-mean answers every problem with the greedy reply alone: plain CoT
+grid=(--optimizer none --estimators agreement,confidence-mean,none --decompose-options false
+      --gates $gates,0.5,none
       --objective cost-aware --lambda 0.00005
       --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
 for fold in a b; do
@@ -72,12 +88,3 @@ for fold in a b; do
       --out "$out/crossfit-$other" --no-mlflow
 done
 python bench/crossfit_report.py "$out"  # crossfit.md: tuned on every problem, paired
-
-# the logprob confidence of the greedy reply: one new call a problem (CoT's, with logprobs),
-# on fold a (what one session's machine time allowed; the agreement estimators' per-problem
-# scores in outcomes.jsonl cover the same problems)
-SCALE_LOCAL_RUNTIME=server
-n=$(wc -l < "$out/fold-a.jsonl")
-rm -rf "$out/estimators-fold-a-confidence"
-scale estimators "${common[@]}" --dataset "$out/fold-a.jsonl" --n "$n" --levels problems \
-    --no-mlflow --estimators confidence,confidence-mean --out "$out/estimators-fold-a-confidence"

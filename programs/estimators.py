@@ -311,7 +311,7 @@ class Confidence(Estimator):
 
     def rate(self, evidence: Evidence) -> Rating:
         reply = evidence.greedy()
-        found = trace_confidence(reply.logprobs) if reply.logprobs else None
+        found = trace_confidence(reply.sample.logprobs or [])
         if found is None:
             return Rating(
                 None,

@@ -87,12 +87,12 @@ def expected_scores(content: list[dict], start_char: int = 0) -> list[float]:
     return scores
 
 
-def trace_confidence(content: list[dict]) -> tuple[float, float] | None:
-    """How sure the model was of its own reply: the mean logprob of the tokens it chose,
-    and the lowest mean over a sliding window of ``TAIL_SHARE`` of its tokens (at least
-    ``MIN_WINDOW``), as DeepConf's lowest-group confidence. None for an empty trace."""
-    values = [float(e["logprob"]) for e in content if e.get("logprob") is not None]
-    values = [max(v, -100.0) for v in values if not math.isnan(v)]
+def trace_confidence(tokens: list[tuple[str, float]]) -> tuple[float, float] | None:
+    """How sure the model was of its own reply (its ``(token, logprob)`` pairs): the mean
+    logprob of the tokens it chose, and the lowest mean over a sliding window of
+    ``TAIL_SHARE`` of its tokens (at least ``MIN_WINDOW``), as DeepConf's lowest-group
+    confidence. None for an empty trace."""
+    values = [max(float(lp), -100.0) for _, lp in tokens if lp is not None and not math.isnan(lp)]
     if not values:
         return None
     mean = sum(values) / len(values)

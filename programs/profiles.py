@@ -38,8 +38,9 @@ class SystemProfile:
     temperature, an optional thinking switch for hybrid models (sent as
     ``chat_template_kwargs.enable_thinking``), self-consistency (``samples`` is the cap,
     ``stop`` the rule: ``fixed``, ``adaptive`` at ``confidence``, ``window`` of ``window``)
-    and the adapter that renders prompts (None: native for ``local/`` models, DSPy's chat
-    format otherwise)."""
+    the adapter that renders prompts (None: native for ``local/`` models, DSPy's chat
+    format otherwise), and whether greedy calls ask for token logprobs, kept with each
+    sample (``logprobs``: a recording of them then serves the confidence estimators)."""
 
     model: str = DEFAULT_MODEL
     kind: Literal["direct", "brief", "reasoning"] = "reasoning"
@@ -53,6 +54,7 @@ class SystemProfile:
     greedy_first: bool = False
     sample_temperature: float = 0.7
     adapter: str | None = None
+    logprobs: bool = False
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
@@ -124,11 +126,12 @@ class SystemProfile:
         return dspy.context(lm=self.lm, adapter=make_adapter(self.adapter_name))
 
     def describe(self) -> dict[str, Any]:
-        """The profile as plain data (for logs and saved programs); no key."""
+        """The profile as plain data (for logs and saved programs); no key, and
+        ``logprobs`` only when asked for (it changes no reply, and results files written
+        before it existed stay resumable)."""
+        left_out = ("api_key",) if self.logprobs else ("api_key", "logprobs")
         return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.init and f.name not in ("api_key",)
+            f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in left_out
         } | {"adapter": self.adapter_name}
 
 

@@ -30,6 +30,7 @@ class Sample:
     completion_tokens: int = 0
     seconds: float = 0.0
     calculation: str | None = None
+    logprobs: list[tuple[str, float]] | None = None  # (token, logprob) when asked for
 
 
 @dataclass

@@ -19,11 +19,10 @@ _MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an an
 
 @dataclass
 class Reply:
-    """One call's answer and cost, its token logprobs when asked for, and the fallback
+    """One call's sample (answer, cost, token logprobs when asked for) and the fallback
     taken when the reply could not be parsed."""
 
     sample: Sample
-    logprobs: list[dict] | None = None
     fallback: Fallback | None = None
 
 
@@ -37,12 +36,15 @@ def _answer_in_unparsed(raw: str) -> str:
     return extract_answer(raw, marked_only=not bare)
 
 
-def _token_logprobs(pred: dspy.Prediction) -> list[dict] | None:
+def _token_logprobs(pred: dspy.Prediction) -> list[tuple[str, float]] | None:
+    """The chosen tokens and their logprobs, from OpenAI-style ``logprobs.content``."""
     logprobs = getattr(pred, "logprobs", None)
     if hasattr(logprobs, "model_dump"):
         logprobs = logprobs.model_dump()
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    return content or None
+    if not content:
+        return None
+    return [(str(e.get("token", "")), float(e["logprob"])) for e in content if "logprob" in e]
 
 
 class Solver(dspy.Module):
@@ -74,7 +76,8 @@ class Solver(dspy.Module):
         **inputs: str,
     ) -> Reply:
         """One call: greedy, or sample ``rollout`` at the sample temperature (a distinct,
-        separately cached and seeded call per rollout)."""
+        separately cached and seeded call per rollout). A greedy call asks for token
+        logprobs when ``logprobs`` or the profile's ``logprobs`` says so."""
         config: dict = {}
         if rollout is not None:
             config = {
@@ -82,7 +85,7 @@ class Solver(dspy.Module):
                 "rollout_id": rollout,
                 "seed": rollout,
             }
-        if logprobs:
+        if logprobs or (rollout is None and self.profile.logprobs):
             config["logprobs"] = True
         ledger = current_ledger()
         before = len(ledger.snapshot()) if ledger is not None else 0
@@ -109,8 +112,9 @@ class Solver(dspy.Module):
             completion_tokens=sum(r.completion_tokens for r in calls),
             seconds=round(sum(r.seconds for r in calls), 3),
             calculation=calculation,
+            logprobs=content,
         )
-        return Reply(sample, content, fallback)
+        return Reply(sample, fallback)
 
     def sample(
         self,

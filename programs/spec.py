@@ -91,6 +91,7 @@ class ProgramSpec:
     system2_confidence: float | None = None
     system2_window: int | None = None
     system2_greedy_first: bool | None = None
+    system2_logprobs: bool | None = None
     adapter: str | None = None
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -172,6 +173,7 @@ class ProgramSpec:
                 "confidence": self.system2_confidence,
                 "window": self.system2_window,
                 "greedy_first": self.system2_greedy_first,
+                "logprobs": self.system2_logprobs,
             }
         chosen = {k: v for k, v in knobs.items() if k in PROFILE_KNOBS}
         chosen |= {k: v for k, v in mine.items() if v is not None}

@@ -8,9 +8,11 @@ request is served from the stored row of the same request, and a request no row 
 (other messages, demos, settings, logprobs or a rollout never drawn) fails with a message
 saying why. The messages are matched exactly, by rendering the stored method's own prompt.
 Replies carry only the stored answer (as ``\\boxed{}``), usage and seconds, not the
-reasoning text. Recorded calls bypass DSPy's cache and count as served, not spent (no
-model ran: ``spent_tokens`` stays 0), and a row's seconds are its calls' recorded seconds
-(so every method replayed is timed the way its calls were).
+reasoning text, and the chosen tokens' logprobs where the call asks for them and the row
+holds them (``cot`` run with ``--system2-logprobs``). Recorded calls bypass DSPy's cache
+and count as served, not spent (no model ran: ``spent_tokens`` stays 0), and a row's
+seconds are its calls' recorded seconds (so every method replayed is timed the way its
+calls were).
 
 Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``).
 """
@@ -92,8 +94,8 @@ class Recordings:
         """The stored reply to this request, as a chat completion, and its stored seconds."""
         if model != self.greedy.profile.model:
             raise RecordingError(f"recorded with {self.greedy.profile.model}, asked for {model}")
-        if params.get("logprobs"):
-            raise RecordingError("the recordings hold no token logprobs")
+        if params.get("top_logprobs"):
+            raise RecordingError("the recordings hold no alternative tokens (top_logprobs)")
         problem = str(messages[-1].get("content", "")) if messages else ""
         rollout = params.get("seed")
         temperature = float(params.get("temperature") or 0.0)
@@ -116,6 +118,12 @@ class Recordings:
         if _plain(messages) != method.messages(problem):
             raise RecordingError("the request's messages differ from the recorded method's")
         sample = samples[index]
+        tokens = sample.get("logprobs")
+        if params.get("logprobs") and not tokens:
+            raise RecordingError(
+                f"no token logprobs recorded for this call (record {GREEDY_METHOD} with "
+                "--system2-logprobs)"
+            )
         answer = str(sample.get("answer") or "")
         prompt, completion = sample.get("prompt_tokens", 0), sample.get("completion_tokens", 0)
         choice = {
@@ -123,6 +131,9 @@ class Recordings:
             "finish_reason": "stop" if answer else "length",
             "message": {"content": f"\\boxed{{{answer}}}" if answer else "(no answer)\n..."},
         }
+        if params.get("logprobs"):
+            content = [{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in tokens]
+            choice["logprobs"] = {"content": content}
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,

@@ -185,7 +185,7 @@ def test_expected_scores_arithmetic():
 
 def test_trace_confidence_mean_and_lowest_window():
     values = [-0.1] * 36 + [-2.0] * 4
-    mean, lowest = trace_confidence([{"token": "x", "logprob": v} for v in values])
+    mean, lowest = trace_confidence([("x", v) for v in values])
     assert mean == pytest.approx((36 * -0.1 + 4 * -2.0) / 40)
     assert lowest == pytest.approx(-2.0)  # window of 4 (10% of 40) over the worst stretch
     assert trace_confidence([]) is None
@@ -492,6 +492,17 @@ def test_cot_baseline_is_the_plain_prompt(scripted):
     system, user = scripted.calls[0][0].split("\n", 1)[1].split("\n", 1)
     assert system == "Please reason step by step, and put your final answer within \\boxed{}."
     assert user == PROBLEM
+
+
+def test_a_logprobs_profile_keeps_its_greedy_replys_token_logprobs(scripted):
+    tokens = [{"token": "1", "logprob": -0.25}, {"token": "2", "logprob": -0.5}]
+    scripted.rules.append((WHOLE2, lambda p, o: ScriptedText.with_logprobs(reasoned("12"), tokens)))
+    pred = CoT(profiles(logprobs=True)[1])(problem=PROBLEM)
+    assert pred.steps[0].samples[0].logprobs == [("1", -0.25), ("2", -0.5)]
+    assert scripted.calls[-1][1].get("logprobs") is True
+    Vote(profiles(samples=2, logprobs=True)[1])(problem=PROBLEM)  # samples: not asked
+    assert not any(o.get("logprobs") for _, o in scripted.calls[1:])
+    assert CoT(profiles()[1])(problem=PROBLEM + " Again.").steps[0].samples[0].logprobs is None
 
 
 def test_vote_baseline_majority_by_equivalence(scripted):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,51 @@ def test_only_the_recorded_requests_are_answered(recorded):
         recordings.complete(
             "local/other", recordings.greedy.messages(problem), {"max_tokens": 1024}
         )
+
+
+# the greedy reply's token logprobs, as `cot --system2-logprobs` stores them: sure of the
+# easy problem's reply, unsure of the hard one's
+LOGPROBS = {"7": [["7", -0.01]] * 10, "12": [["1", -0.01]] * 8 + [["2", -2.0]] * 2}
+
+
+def test_recorded_logprobs_serve_a_confidence_gate(recorded, tmp_path):
+    folder, dataset = recorded
+    write_method(  # cot recorded with its greedy reply's token logprobs
+        folder, "cot", lambda greedy, votes: [sample(greedy, None) | {"logprobs": LOGPROBS[greedy]}]
+    )
+    argv = ["eval", "--dataset", str(dataset), "--n", "2", "--quiet", "--model", TINY_MODEL]
+    argv += ["--runtime", "recorded", "--estimator", "confidence-mean", "--gate", "0.1"]
+    argv += ["--out", str(tmp_path / "scale.jsonl"), "--no-mlflow"]
+    assert main(argv) == 0
+    rows = {r.id: r for r in read_results(tmp_path / "scale.jsonl")}
+    easy, hard = rows["p0"], rows["p1"]
+    # sure (mean logprob -0.01): the greedy reply answers, one call
+    assert (easy.predicted, easy.usage["lm_calls"], easy.steps[0]["system"]) == ("7", 1, 1)
+    assert easy.usage["total_tokens"] == sum(tokens(None))
+    # unsure (mean -0.408: difficulty 0.33): System 2 goes on from the greedy reply with
+    # rollouts 1, 2, ... and votes "10"
+    assert (hard.predicted, hard.steps[0]["system"]) == ("10", 2)
+    assert hard.steps[0]["samples"][0]["logprobs"] == LOGPROBS["12"]  # the greedy reply's
+    assert hard.steps[0]["difficulty"] == pytest.approx(1 - math.exp(-0.408), abs=1e-3)
+    calls = hard.usage["lm_calls"]
+    assert hard.usage["total_tokens"] == sum(sum(tokens(r)) for r in [None, *range(1, calls)])
+
+
+def test_logprobs_are_served_only_where_recorded(recorded):
+    folder, _ = recorded
+    write_method(
+        folder, "cot", lambda greedy, votes: [sample(greedy, None) | {"logprobs": [["x", -0.5]]}]
+    )
+    recordings = Recordings(folder)
+    reply = request(recordings, "What is 3 + 4?", logprobs=True)
+    assert reply["choices"][0]["logprobs"]["content"] == [
+        {"token": "x", "logprob": -0.5, "top_logprobs": []}
+    ]
+    assert "logprobs" not in request(recordings, "What is 3 + 4?")["choices"][0]
+    with pytest.raises(RecordingError, match="no alternative tokens"):
+        request(recordings, "What is 3 + 4?", logprobs=True, top_logprobs=5)
+    with pytest.raises(RecordingError, match="no token logprobs recorded"):  # a sample: none
+        request(recordings, "What is 3 + 4?", temperature=0.7, seed=1, logprobs=True)
 
 
 def test_the_folder_must_hold_cot_and_vote(tmp_path, monkeypatch):

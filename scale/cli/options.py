@@ -191,6 +191,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="with self-consistency, make the first chain the greedy one (CoT's own call), "
         "the rest sampled (default: all sampled)",
     )
+    g.add_argument(
+        "--system2-logprobs",
+        action="store_true",
+        default=None,
+        help="System 2's greedy calls also ask for token logprobs, stored with each sample "
+        "in the results (e.g. on a bench's cot, so that the recorded runtime can serve the "
+        "confidence estimators from it)",
+    )
 
 
 def add_program_options(
