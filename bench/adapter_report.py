@@ -4,8 +4,9 @@ decomposition, context and steps) through both adapters.
 
     python bench/adapter_report.py bench/results/adapter-native
 
-Reads the round-2 results (plain-cot, cot and uniform-s2 through the native adapter) and the
-chat-format runs in ``adapter-native/*-chat``; writes ``adapter-native/report.md``.
+Reads the round-2 results (plain-cot and cot, and uniform-s2 in ``first-20/``, through the
+native adapter) and the chat-format runs in ``adapter-native/*-chat``; writes
+``adapter-native/report.md``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ def report(folder: Path) -> str:
         if steps:
             ids = [r.id for r in steps]
             both = {
-                "uniform-s2, native adapter": _rows(root / round2 / "uniform-s2.jsonl", ids),
+                "uniform-s2, native adapter": _rows(
+                    root / round2 / "first-20" / "uniform-s2.jsonl", ids
+                ),
                 "uniform-s2, chat format": steps,
             }
             lines += ["", f"## {dataset}: uniform-s2 on {len(ids)} problems", ""]

@@ -9,23 +9,29 @@
 #   2. on the recorded runtime (each call answered from cot's and vote's rows, matched
 #      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
 #      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
-#      from the chains, in replayed/; the confidence-gated program swept over its gate
-#      (sweep-confidence/); the estimators (agreement at m = 2 and 5, the logprob
-#      confidences) on every problem;
+#      from the chains, in replayed/; the default program gated on the greedy reply's
+#      logprob confidence instead, at several gates (confidence/); the estimators
+#      (agreement at m = 2 and 5, the logprob confidences) on every problem;
 #   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
-#      and System 2 search), benchmarked on the other (crossfit.md pairs it on all).
+#      and System 2 search), benchmarked on the other;
+#   4. transfer: compiled on all the problems here, benchmarked on the other dataset's
+#      recordings, and the other dataset's program on these (once both datasets are done);
+#   5. summary.md and its plots (bench/round2_report.py): every method, paired.
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
+declare -A folder=([gsm8k]=bench/results/round2-gsm8k-server
+                   [math500]=bench/results/round2-math500-l13)
+declare -A recordings_of=([gsm8k]=${folder[gsm8k]}/logprobs [math500]=${folder[math500]})
 case $dataset in
-  gsm8k) out=bench/results/round2-gsm8k-server; data=(--dataset gsm8k --n 100)
-    recordings=$out/logprobs; logprobs=() ;;
+  gsm8k) other=math500; data=(--dataset gsm8k --n 100); logprobs=() ;;
   # the 20 problems of round 1 first, then 80 more (a fixed file, in order)
-  math500) out=bench/results/round2-math500-l13
-    data=(--dataset "$out/problems.jsonl" --n 100)
-    recordings=$out; logprobs=(--system2-logprobs) ;;
+  math500) other=gsm8k; data=(--dataset "${folder[math500]}/planned.jsonl" --n 100)
+    logprobs=(--system2-logprobs) ;;
   *) echo "unknown dataset $dataset (gsm8k or math500)" >&2; exit 2 ;;
 esac
+out=${folder[$dataset]}
+recordings=${recordings_of[$dataset]}
 store=sqlite:///bench/mlflow-round2.db
 export SCALE_LOCAL_RUNTIME=server
 common=(--seed 0 --threads 4 --quiet)
@@ -59,9 +65,12 @@ n=$(wc -l < "$out/problems.jsonl")
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
 # the default program with its gate on the greedy reply's mean token logprob instead of a
 # second reply: one call for a problem it keeps, System 2 going on from it for the rest
-gates=0,0.02,0.04,0.06,0.08,0.1,0.12,0.15,0.2,0.3,1
-scale sweep "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence-mean \
-    --gates $gates --thresholds 0 --no-mlflow --out-dir "$out/sweep-confidence"
+gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.3)
+rm -rf "$out/confidence"
+for g in "${gates[@]}"; do
+  scale eval "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence-mean \
+      --gate "$g" --no-mlflow --out "$out/confidence/gate-$g.jsonl" > /dev/null
+done
 for m in 2 5; do
   rm -rf "$out/estimators-problems-m$m"
   scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
@@ -73,18 +82,32 @@ scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --level
 
 # gate 1 on confidence-mean answers every problem with the greedy reply alone: plain CoT
 grid=(--optimizer none --estimators agreement,confidence-mean,none --decompose-options false
-      --gates $gates,0.5,none
+      --gates "0,$(IFS=,; echo "${gates[*]}"),0.5,1,none"
       --objective cost-aware --lambda 0.00005
       --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
 for fold in a b; do
-  other=$([[ $fold == a ]] && echo b || echo a)
-  n=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$other.jsonl")
+  rest=$([[ $fold == a ]] && echo b || echo a)
+  n=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$rest.jsonl")
   scale compile "${common[@]}" --dataset "$out/fold-$fold.jsonl" --train 1 --val $((n - 1)) \
       "${grid[@]}" --out "$out/tuned-$fold.json" --tracking-uri "$store" \
       --experiment "round2-$dataset"
-  rm -rf "$out/crossfit-$other"  # its problems and program change as rounds are added
-  scale bench "${common[@]}" --dataset "$out/fold-$other.jsonl" --n "$m" --round-size "$m" \
-      --vote-samples 5 --methods cot,vote,scale,tuned --program "$out/tuned-$fold.json" \
-      --out "$out/crossfit-$other" --no-mlflow
+  rm -rf "$out/crossfit-$rest"  # its problems and program change as rounds are added
+  scale bench "${common[@]}" --dataset "$out/fold-$rest.jsonl" --n "$m" --round-size "$m" \
+      --methods tuned --program "$out/tuned-$fold.json" --out "$out/crossfit-$rest" --no-mlflow
 done
-python bench/crossfit_report.py "$out"  # crossfit.md: tuned on every problem, paired
+
+# 4. transfer, both ways once both datasets have a program compiled on all their problems
+n=$(wc -l < "$out/problems.jsonl")
+scale compile "${common[@]}" --dataset "$out/problems.jsonl" --train 1 --val $((n - 1)) \
+    "${grid[@]}" --out "$out/tuned-all.json" --tracking-uri "$store" --experiment "round2-$dataset"
+for pair in "$other $dataset" "$dataset $other"; do
+  read -r from to <<< "$pair"
+  program=${folder[$from]}/tuned-all.json
+  [[ -f $program && -f ${folder[$to]}/problems.jsonl ]] || continue
+  rm -rf "${folder[$to]}/transfer-from-$from"
+  SCALE_RECORDINGS=${recordings_of[$to]} scale bench "${common[@]}" \
+      --dataset "${folder[$to]}/problems.jsonl" --n "$(wc -l < "${folder[$to]}/problems.jsonl")" \
+      --round-size 100 --methods tuned --program "$program" \
+      --out "${folder[$to]}/transfer-from-$from" --no-mlflow
+done
+python bench/round2_report.py "$out"  # summary.md and its plots: every method, paired

@@ -1,0 +1,261 @@
+"""Round 2's summary of one dataset folder: every method on the same problems and samples,
+paired with CoT and with the default SCALE program, the allocation targets, the difficulty
+estimators, and the accuracy/tokens and accuracy/time planes.
+
+    python bench/round2_report.py bench/results/round2-gsm8k-server
+
+Reads what ``bench/round2.sh`` wrote in the folder: ``replayed/`` (cot, vote and the default
+program, replayed from the recordings; the voting peers are replayed from vote's chains
+here), ``plain-cot.jsonl`` (the sampling run), ``confidence/gate-G.jsonl`` (the default
+program gated on the greedy reply's logprob confidence), ``crossfit-a/``, ``crossfit-b/``
+(tuned by cross-fitting), ``transfer-from-*/`` (tuned on the other dataset),
+``first-20/`` (methods run on the first 20 problems only) and ``estimators-problems-*/``.
+Writes ``summary.md``, ``summary.json``, ``summary.png`` (accuracy vs tokens) and
+``summary-time.png`` (vs model seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from scale.bench import replayed_methods
+from scale.optimizers import ResultRow, read_results, summarize
+from scale.plots import tradeoff_plot
+from scale.report import machine, method_family, paired
+
+VOTE_SAMPLES = 5  # the chains round 2 sampled per problem
+CONFIDENCE = "scale-conf"  # the confidence-gated program, one point per gate
+PEERS = "adaptive-vote"  # Adaptive-Consistency as its authors run it (all chains sampled)
+
+
+def _rows(path: Path, ids: list[str]) -> list[ResultRow] | None:
+    """The rows of ``path`` for ``ids``, in order; None unless every id has one."""
+    if not path.is_file():
+        return None
+    found = {r.id: r for r in read_results(path)}
+    return [found[i] for i in ids] if all(i in found for i in ids) else None
+
+
+def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
+    """The problems done, and every method's rows on all of them."""
+    ids = [json.loads(line)["id"] for line in (folder / "problems.jsonl").open()]
+    methods: dict[str, list[ResultRow]] = {}
+    for name in ("cot", "vote", "scale"):
+        rows = _rows(folder / "replayed" / f"{name}.jsonl", ids)
+        if rows is not None:
+            methods[name] = rows
+    methods |= replayed_methods(methods["vote"], VOTE_SAMPLES, methods["cot"])
+    del methods["vote"]  # = vote@5
+    plain = _rows(folder / "plain-cot.jsonl", ids)
+    if plain is not None:
+        methods["plain-cot"] = plain
+    gates = sorted((folder / "confidence").glob("gate-*.jsonl"), key=lambda p: float(p.stem[5:]))
+    for path in gates:
+        rows = _rows(path, ids)
+        if rows is not None:
+            methods[f"{CONFIDENCE}@{path.stem[5:]}"] = rows
+    tuned = {r.id: r for half in "ab" for r in _all(folder / f"crossfit-{half}" / "tuned.jsonl")}
+    if all(i in tuned for i in ids):
+        methods["tuned"] = [tuned[i] for i in ids]
+    for path in sorted(folder.glob("transfer-from-*/tuned.jsonl")):
+        rows = _rows(path, ids)
+        if rows is not None:
+            methods[f"tuned on {path.parent.name.removeprefix('transfer-from-')}"] = rows
+    return ids, methods
+
+
+def _all(path: Path) -> list[ResultRow]:
+    return read_results(path) if path.is_file() else []
+
+
+def _point(name: str, rows: list[ResultRow]) -> dict[str, Any]:
+    s = summarize(rows, 0.0)
+    family = method_family(name) or (CONFIDENCE if name.startswith(CONFIDENCE) else None)
+    return {
+        "label": name,
+        "family": family,
+        "n": s.n,
+        "correct": s.correct,
+        "accuracy": s.accuracy,
+        "ci95": s.ci95,
+        "tokens_per_problem": s.tokens_per_problem,
+        "generated_tokens_per_problem": s.generated_tokens_per_problem,
+        "lm_calls_per_problem": s.lm_calls_per_problem,
+        "system2_fraction": s.system2_fraction,
+        "seconds_per_problem": round(sum(r.seconds for r in rows) / max(len(rows), 1), 1),
+    }
+
+
+def _vs(base: list[ResultRow] | None, rows: list[ResultRow]) -> str:
+    if base is None or base is rows:
+        return ""
+    d = paired(base, rows)
+    return (
+        f"{d['accuracy_diff']:+.2f} ({d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}), "
+        f"{d['wins']}W/{d['losses']}L, tokens x{d['token_ratio']}"
+    )
+
+
+def targets(points: dict[str, dict[str, Any]], auroc: float | None) -> list[tuple[str, str]]:
+    """The allocation issue's targets for tuned SCALE, each with the numbers."""
+    tuned, cot, vote = points.get("tuned"), points["cot"], points[f"vote@{VOTE_SAMPLES}"]
+    out = []
+    if tuned is not None:
+        half = vote["tokens_per_problem"] / 2
+        ratio = tuned["tokens_per_problem"] / vote["tokens_per_problem"]
+        met = tuned["accuracy"] >= vote["accuracy"] and tuned["tokens_per_problem"] <= half
+        out.append(
+            (
+                f"at least vote@{VOTE_SAMPLES}'s accuracy at no more than half its tokens",
+                f"{'met' if met else '**missed**'}: {tuned['correct']} against "
+                f"{vote['correct']} correct, {tuned['tokens_per_problem']:.0f} tokens against "
+                f"{half:.0f} allowed ({ratio:.2f}x)",
+            )
+        )
+        peers = [p for p in points.values() if p["family"] == PEERS]
+        beaten_by = [
+            p["label"]
+            for p in peers
+            if p["accuracy"] > tuned["accuracy"]
+            and p["tokens_per_problem"] <= tuned["tokens_per_problem"]
+        ]
+        out.append(
+            (
+                "on or above the Adaptive-Consistency curve",
+                "**missed**: " + ", ".join(beaten_by) + " more accurate at fewer tokens"
+                if beaten_by
+                else "met: no Adaptive-Consistency point is more accurate at no more tokens",
+            )
+        )
+        gain = tuned["accuracy"] - cot["accuracy"]
+        out.append(
+            (
+                "cot + 10 points",
+                f"{'met' if gain >= 0.1 else '**missed**'}: {gain * 100:+.0f} points",
+            )
+        )
+    if auroc is not None:
+        out.append(
+            (
+                "the best estimator's AUROC for System 1's failure at least 0.75",
+                f"{'met' if auroc >= 0.75 else '**missed**'}: {auroc:.2f} (problem level)",
+            )
+        )
+    return out
+
+
+def estimator_table(folder: Path) -> tuple[list[str], float | None]:
+    """AUROC and best threshold of every estimator run at the problem level."""
+    lines = [
+        "| estimator | folder | problems (hard) | AUROC for CoT's failure | distinct scores | "
+        "best threshold: S1 kept right / failures escalated |",
+        "|---|---|---|---|---|---|",
+    ]
+    best = None
+    for path in sorted(folder.glob("estimators-problems-*/estimators.json")):
+        found = json.loads(path.read_text())
+        for name, levels in found["estimators"].items():
+            p = levels["problems"]
+            if not p["n"]:
+                continue
+            t = p["best_threshold"] or {}
+            lines.append(
+                f"| {name} | {path.parent.name} | {p['n']} ({p['hard']}) | {p['auroc']:.2f} | "
+                f"{p['distinct']} | {t.get('threshold', '-')}: {t.get('kept_right', 0):.2f} / "
+                f"{t.get('escalated_wrong', 0):.2f} |"
+            )
+            best = p["auroc"] if best is None else max(best, p["auroc"])
+    return lines, best
+
+
+def first_twenty(folder: Path, methods: dict[str, list[ResultRow]]) -> list[str]:
+    """Methods run on the first problems only, paired with cot and scale on the same ones."""
+    lines = []
+    for path in sorted((folder / "first-20").glob("*.jsonl")):
+        rows = read_results(path)
+        ids = {r.id for r in rows}
+        s = summarize(rows, 0.0)
+        cot = [r for r in methods["cot"] if r.id in ids]
+        scale = [r for r in methods["scale"] if r.id in ids]
+        lines.append(
+            f"| {path.stem} | {s.correct}/{s.n} | {s.tokens_per_problem:.0f} | "
+            f"{s.lm_calls_per_problem:.1f} | {s.system2_fraction:.2f} | "
+            f"{summarize(cot, 0.0).correct}/{len(cot)} | {_vs(cot, rows)} | {_vs(scale, rows)} |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        "Methods run on the first problems only (step-level: a decomposition, context, steps):",
+        "",
+        "| method | correct | tokens/problem | LM calls | System 2 share | cot on them | "
+        "vs cot | vs scale |",
+        "|---|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def report(folder: Path) -> tuple[str, dict[str, Any]]:
+    ids, methods = collect(folder)
+    points = {name: _point(name, rows) for name, rows in methods.items()}
+    sampled = json.loads((folder / "report.json").read_text())["machine"]
+    info = machine()
+    lines = [
+        f"# Round 2: {len(ids)} problems, every method on the same samples",
+        "",
+        f"Written {info['date']} by `python bench/round2_report.py {folder}`. Sampled on "
+        f"{sampled['cores']} cores, {sampled['cpu']} (`report.md`: the sampling run); every "
+        "method but plain-cot replayed from those calls by the recorded runtime. Seconds are "
+        "the model seconds of the calls a method uses, as the server timed them (plain-cot: "
+        "wall time in the sampling run): a compute measure, comparable as ratios here.",
+        "",
+        "| method | correct (95% CI) | tokens/problem | generated | LM calls | S2 share | "
+        "s/problem | vs cot: diff (95% CI), W/L | vs scale (default) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in points.items():
+        lines.append(
+            f"| {name} | {p['correct']} ({p['ci95'][0]:.2f}-{p['ci95'][1]:.2f}) | "
+            f"{p['tokens_per_problem']:.0f} | {p['generated_tokens_per_problem']:.0f} | "
+            f"{p['lm_calls_per_problem']:.1f} | {p['system2_fraction']:.2f} | "
+            f"{p['seconds_per_problem']} | {_vs(methods['cot'], methods[name])} | "
+            f"{_vs(methods.get('scale'), methods[name])} |"
+        )
+    lines += first_twenty(folder, methods)
+    estimators, auroc = estimator_table(folder)
+    lines += ["", "## Targets (tuned SCALE, cross-fitted)", "", "| target | result |", "|---|---|"]
+    lines += [f"| {t} | {r} |" for t, r in targets(points, auroc)]
+    if "tuned" in methods:
+        lines += ["", "## Tuned (cross-fitted) against every method", ""]
+        for half, other in (("a", "b"), ("b", "a")):
+            program = folder / f"tuned-{other}.json"
+            if program.is_file():
+                found = json.loads(program.read_text())["scale"]["report"]
+                lines.append(
+                    f"- fold {half} answered by `tuned-{other}.json`: {found['best']['label']} "
+                    f"(best of {found['trials']} trials)"
+                )
+        lines += ["", "| tuned vs | diff (95% CI), W/L, token ratio |", "|---|---|"]
+        lines += [
+            f"| {name} | {_vs(rows, methods['tuned'])} |"
+            for name, rows in methods.items()
+            if name != "tuned"
+        ]
+    lines += ["", "## Difficulty estimators (problem level: hard = greedy CoT wrong)", ""]
+    lines += estimators
+    plotted = [p for p in points.values() if p["label"] != "plain-cot"]
+    title = f"{folder.name}: {len(ids)} problems"
+    tradeoff_plot(plotted, folder / "summary.png", title=title)
+    tradeoff_plot(plotted, folder / "summary-time.png", title=title, x="seconds_per_problem")
+    return "\n".join(lines) + "\n", {"ids": ids, "methods": points, "machine": info}
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/round2-gsm8k-server")
+    text, data = report(folder)
+    (folder / "summary.md").write_text(text)
+    (folder / "summary.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(text)
