@@ -9,6 +9,7 @@ straight to litellm, so the cost of any prompt format stays measured.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import litellm
 from scale.lm import Usage, make_lm
 from scale.optimizers.evaluate import evaluate, summarize
 from scale.optimizers.replay import greedy_first, replay_rows
-from scale.optimizers.results import ResultRow
+from scale.optimizers.results import ResultRow, read_results
 from scale.programs.base import clean_problem
 from scale.programs.io import fingerprint
 from scale.programs.records import Sample, Step
@@ -137,7 +138,9 @@ def run_bench(
     so far, so a long run always has a paired report; ``rounds`` stops after that many
     (the rest stays planned). Results go to ``out_dir/METHOD.jsonl``
     (resumed if present, error rows redone when ``retry_errors``); the voting methods of
-    ``REPLAYED`` come from vote's samples. Returns the last report."""
+    ``REPLAYED`` come from vote's samples. A resumed run that runs nothing new leaves the
+    report as it was (its machine and times are those of the runs that made the rows).
+    Returns the last report."""
     if not examples:
         raise ValueError("no examples to benchmark")
     out_dir = Path(out_dir)
@@ -146,7 +149,9 @@ def run_bench(
     rows: dict[str, list[ResultRow]] = {name: [] for name in sampled}
     wall = dict.fromkeys(sampled, 0.0)
     programs = {name: build(name) for name in sampled}
-    report: dict[str, Any] = {}
+    report_file = out_dir / "report.json"
+    report: dict[str, Any] = json.loads(report_file.read_text()) if report_file.exists() else {}
+    ran = False  # whether this run has made any row yet
     for start in range(0, len(examples), size)[:rounds]:
         chunk = examples[start : start + size]
         done = start + len(chunk)
@@ -157,11 +162,13 @@ def run_bench(
                 if isinstance(program, PlainCoT)
                 else fingerprint(program)
             )
+            path = out_dir / f"{name}.jsonl"
+            stored = {r.id: r.error for r in read_results(path)} if path.exists() else {}
             chunk_rows, summary = evaluate(
                 program,
                 chunk,
                 threads=threads,
-                out=out_dir / f"{name}.jsonl",
+                out=path,
                 identity=identity | {"dataset": dataset},
                 resume=True,
                 retry_errors=retry_errors,
@@ -170,6 +177,9 @@ def run_bench(
             )
             rows[name] += chunk_rows
             wall[name] += summary.wall_s
+            ran |= any(r.id not in stored or (retry_errors and stored[r.id]) for r in chunk_rows)
+        if not ran and report:
+            continue
         results = {name: rows[name] for name in sampled}
         if "vote" in results:
             results |= replayed_methods(results["vote"], vote_samples, results.get("cot"))
