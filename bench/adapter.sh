@@ -18,7 +18,8 @@ case $dataset in
   *) echo "unknown dataset $dataset (gsm8k or math500)" >&2; exit 2 ;;
 esac
 export SCALE_LOCAL_RUNTIME=server
-common=(--seed 0 --threads 4 --quiet --round-size 10 --no-mlflow "${data[@]}")
+# a 1,024-token reply takes 4-5 minutes in one of 4 slots on 2 cores: --timeout 900
+common=(--seed 0 --threads 4 --quiet --round-size 10 --no-mlflow --timeout 900 "${data[@]}")
 scale bench "${common[@]}" --rounds 6 --methods cot --adapter chat --out "$chat"
 scale bench "${common[@]}" --rounds 2 --methods uniform-s2 --out "$round2/first-20"
 scale bench "${common[@]}" --rounds 2 --methods uniform-s2 --adapter chat --out "$chat"

@@ -36,11 +36,14 @@ store=sqlite:///bench/mlflow-round2.db
 export SCALE_LOCAL_RUNTIME=server
 common=(--seed 0 --threads 4 --quiet)
 sampled=("${data[@]}" --round-size 10 --vote-samples 5 --rounds "$rounds" --no-mlflow)
+# a 1,024-token reply takes 4-5 minutes in one of 4 slots on 2 cores: --timeout 900
+live=(--timeout 900)
 
-scale bench "${common[@]}" "${sampled[@]}" "${logprobs[@]}" --methods cot,vote,plain-cot \
-    --out "$out"
+scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" \
+    --methods cot,vote,plain-cot --out "$out"
 if [[ $recordings != "$out" ]]; then
-  scale bench "${common[@]}" "${sampled[@]}" --system2-logprobs --methods cot --out "$recordings"
+  scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" --system2-logprobs --methods cot \
+      --out "$recordings"
   ln -sf ../vote.jsonl "$recordings/vote.jsonl"
 fi
 
