@@ -95,7 +95,7 @@ def _vs(base: list[ResultRow] | None, rows: list[ResultRow]) -> str:
     d = paired(base, rows)
     return (
         f"{d['accuracy_diff']:+.2f} ({d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}), "
-        f"{d['wins']}W/{d['losses']}L, tokens x{d['token_ratio']}"
+        f"{d['wins']}W/{d['losses']}L, tokens x{d['token_ratio']}, time x{d['time_ratio']}"
     )
 
 
@@ -201,16 +201,21 @@ def first_twenty(folder: Path, methods: dict[str, list[ResultRow]]) -> list[str]
 def report(folder: Path) -> tuple[str, dict[str, Any]]:
     ids, methods = collect(folder)
     points = {name: _point(name, rows) for name, rows in methods.items()}
-    sampled = json.loads((folder / "report.json").read_text())["machine"]
-    info = machine()
+    sampling = json.loads((folder / "report.json").read_text())
+    sampled, info = sampling["machine"], machine()
     lines = [
         f"# Round 2: {len(ids)} problems, every method on the same samples",
         "",
-        f"Written {info['date']} by `python bench/round2_report.py {folder}`. Sampled on "
-        f"{sampled['cores']} cores, {sampled['cpu']} (`report.md`: the sampling run); every "
-        "method but plain-cot replayed from those calls by the recorded runtime. Seconds are "
-        "the model seconds of the calls a method uses, as the server timed them (plain-cot: "
-        "wall time in the sampling run): a compute measure, comparable as ratios here.",
+        f"Written {info['date']} by `python bench/round2_report.py {folder}` (after "
+        "`bench/round2.sh`). Sampled on "
+        f"{sampled['cores']} cores, {sampled['cpu']} (`report.md`: the sampling run, "
+        f"{sampled['date'][:10]}); every method but plain-cot replayed from those calls by the "
+        "recorded runtime. Seconds are the model seconds of the calls a method uses, as the "
+        "server timed them (plain-cot: wall time in the sampling run): a compute measure, "
+        "comparable as ratios here.",
+        "",
+        *(f"- `{m}` sha256 `{h}`" for m, h in sampling["model_sha256"].items() if h),
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in sampled["packages"].items()),
         "",
         "| method | correct (95% CI) | tokens/problem | generated | LM calls | S2 share | "
         "s/problem | vs cot: diff (95% CI), W/L | vs scale (default) |",
