@@ -201,6 +201,10 @@ def first_twenty(folder: Path, methods: dict[str, list[ResultRow]]) -> list[str]
 def report(folder: Path) -> tuple[str, dict[str, Any]]:
     ids, methods = collect(folder)
     points = {name: _point(name, rows) for name, rows in methods.items()}
+    for name, point in points.items():  # paired, for readers of summary.json
+        point["vs_cot"] = paired(methods["cot"], methods[name])
+        if "scale" in methods:
+            point["vs_scale"] = paired(methods["scale"], methods[name])
     sampling = json.loads((folder / "report.json").read_text())
     sampled, info = sampling["machine"], machine()
     lines = [
