@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Round 2 as it was run (README "Results"): one sampling pass through the model, then every
 # method whose calls are those samples re-run on them by the recorded runtime (no model).
-# Usage: bench/round2.sh gsm8k|math500 ROUNDS  (the rounds of 10 problems to use)
+# Usage: bench/round2.sh gsm8k|math500 ROUNDS [replay]  (the rounds of 10 problems to use;
+#   replay: skip stage 1, the model runs, e.g. while the other dataset is being sampled)
 #   1. plain-cot, cot (its greedy reply with token logprobs) and 5 sampled chains per
 #      problem, through the managed llama-server (4 slots); it resumes: rerun with more
 #      ROUNDS to go on. GSM8K's first pass recorded no logprobs: its cot is drawn again with
@@ -39,9 +40,11 @@ sampled=("${data[@]}" --round-size 10 --vote-samples 5 --rounds "$rounds" --no-m
 # a 1,024-token reply takes 4-5 minutes in one of 4 slots on 2 cores: --timeout 900
 live=(--timeout 900)
 
-scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" \
-    --methods cot,vote,plain-cot --out "$out"
-if [[ $recordings != "$out" ]]; then
+if [[ ${3:-} != replay ]]; then
+  scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" \
+      --methods cot,vote,plain-cot --out "$out"
+fi
+if [[ ${3:-} != replay && $recordings != "$out" ]]; then
   scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" --system2-logprobs --methods cot \
       --out "$recordings"
   ln -sf ../vote.jsonl "$recordings/vote.jsonl"
@@ -65,6 +68,7 @@ PY
 SCALE_LOCAL_RUNTIME=recorded
 export SCALE_RECORDINGS=$recordings
 n=$(wc -l < "$out/problems.jsonl")
+rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
 # the default program with its gate on the greedy reply's mean token logprob instead of a
 # second reply: one call for a problem it keeps, System 2 going on from it for the rest
