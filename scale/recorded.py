@@ -63,7 +63,9 @@ def _load(path: Path) -> _Method:
     profile = SystemProfile(**{k: v for k, v in system.items() if k in names})
     samples = {}
     for row in read_results(path):
-        if row.error is None and len(row.steps) == 1 and row.steps[0].get("samples"):
+        # a row whose reply held no usable answer is an error row with its sample: replayed,
+        # that call gives the same unusable reply
+        if len(row.steps) == 1 and row.steps[0].get("samples"):
             samples[row.steps[0]["subproblem"]] = row.steps[0]["samples"]
     (predictor,) = Solver(profile, 2, whole=True).predictors()
     return _Method(profile, predictor.signature, make_adapter(profile.adapter_name), samples)

@@ -101,6 +101,25 @@ def test_vote_replays_its_own_row(recorded, tmp_path):
     assert rows["p1"].usage["total_tokens"] == sum(sum(tokens(r)) for r in range(5))
 
 
+def test_a_greedy_reply_with_no_answer_replays_as_one(recorded, tmp_path):
+    """A cot row whose reply was cut before any answer is an error row holding its sample;
+    replayed, the default program gets the same unusable reply and escalates, as it did live."""
+    folder, dataset = recorded
+    unusable = "no usable answer: the model's reply could not be read"
+
+    def rows_of(greedy, votes):
+        return [sample("" if greedy == "12" else greedy, None)]
+
+    write_method(folder, "cot", rows_of)
+    lines = (folder / "cot.jsonl").read_text().splitlines()
+    row = json.loads(lines[2]) | {"error": unusable}
+    (folder / "cot.jsonl").write_text("\n".join([*lines[:2], json.dumps(row)]) + "\n")
+    rows = bench(dataset, tmp_path / "out", "scale")
+    hard = rows["p1"]
+    assert hard.error is None and (hard.predicted, hard.steps[0]["system"]) == ("10", 2)
+    assert hard.steps[0]["samples"][0]["answer"] == ""  # the greedy reply, unusable as live
+
+
 def test_a_problem_not_recorded_is_a_row_error(recorded, tmp_path):
     extra = tmp_path / "more.jsonl"
     extra.write_text(json.dumps({"id": "x", "problem": "What is 1 + 1?", "answer": "2"}) + "\n")
