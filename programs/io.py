@@ -50,12 +50,18 @@ class ProgramFileError(ValueError):
     """A saved program that cannot be used; the message says why."""
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once, at import
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and a rename (no torn files)."""
+    """Write ``text`` to ``path`` via a temporary file and a rename (no torn files), with
+    the permissions a plain ``open`` would give it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

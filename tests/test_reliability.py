@@ -350,6 +350,13 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["tuned.json"]  # no temp file left
 
 
+def test_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    (tmp_path / "plain.md").write_text("x")
+    atomic_write_text(tmp_path / "report.md", "x")
+    mode = (tmp_path / "plain.md").stat().st_mode
+    assert (tmp_path / "report.md").stat().st_mode == mode
+
+
 def test_eval_killed_at_a_random_point_resumes_each_id_once(tmp_path):
     rng = random.Random(7)
     n = 24
