@@ -110,12 +110,14 @@ class Grid:
     mode: str = "threshold"
     system2: Sequence[dict[str, Any] | None] = field(default_factory=lambda: [None])
 
-    def distinct(self) -> list[dict[str, Any]]:
+    def distinct(self, agreement_samples: int | None = None) -> list[dict[str, Any]]:
         """The combinations worth a trial, in grid order. With no decomposition the step
         threshold does not matter; without an estimate every problem and step counts as
         hardest, so a gate below 1 acts as no gate and thresholds below 1 route alike; a
         gate of 1 sends every problem to System 1 (only the estimator's answer matters),
-        and System 2's knobs do not matter where it never runs."""
+        and System 2's knobs do not matter where it never runs. Agreement over
+        ``agreement_samples`` replies scores only 0, 1/m, ..., (m-1)/m, so a gate or
+        threshold acts as the highest of those at or below it."""
         knob = "threshold" if self.mode == "threshold" else "budget"
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -125,6 +127,9 @@ class Grid:
             if estimator == "none":
                 gate = None if gate is None or gate < 1 else gate
                 value = 0.0 if knob == "threshold" and value < 1 else value
+            if estimator == "agreement" and agreement_samples:
+                gate = _achieved(gate, agreement_samples)
+                value = _achieved(value, agreement_samples) if knob == "threshold" else value
             all_system1 = gate is not None and gate >= 1
             if all_system1 or not decompose:
                 value = 0.0
@@ -144,6 +149,13 @@ class Grid:
                 seen.add(key)
                 out.append(settings)
         return out
+
+
+def _achieved(cut: float | None, m: int) -> float | None:
+    """The highest agreement score of m replies at or below ``cut`` (below 1)."""
+    if cut is None or cut >= 1:
+        return cut
+    return max(k / m for k in range(m) if k / m <= cut + 1e-9)
 
 
 def apply_settings(program: SCALE, settings: dict[str, Any], base: dict[str, Any]) -> None:
@@ -178,7 +190,7 @@ def search_routing(
     system2 = {k: getattr(program.system2, k) for k in SYSTEM2_KNOBS}
     trials: list[Trial] = []
     try:
-        for settings in grid.distinct():
+        for settings in grid.distinct(getattr(program, "agreement_samples", None)):
             trial = Trial(settings)
             try:
                 apply_settings(program, settings, original)

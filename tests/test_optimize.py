@@ -91,6 +91,23 @@ def test_the_grid_has_one_trial_per_distinct_setting():
     ]
 
 
+def test_agreement_cuts_between_its_scores_route_alike():
+    grid = Grid(
+        estimators=("agreement",), gates=(0.0, 0.3, 0.5, 0.9, 1.0, None), thresholds=(0.2, 0.7)
+    )
+    settings = grid.distinct(agreement_samples=2)  # scores 0 or 0.5
+    assert [(s["gate"], s["threshold"]) for s in settings] == [
+        (0.0, 0.0),
+        (0.0, 0.5),
+        (0.5, 0.0),
+        (0.5, 0.5),
+        (1.0, 0.0),
+        (None, 0.0),
+        (None, 0.5),
+    ]
+    assert len(grid.distinct()) == 11  # m unknown: every cut tried (gate 1 needs no threshold)
+
+
 def test_optimizer_saves_the_best_setting_and_reports_ties(world, tmp_path):
     optimizer = SCALEOptimizer(progress=False)
     with pytest.warns(UserWarning, match="at least 30"):
