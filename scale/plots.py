@@ -45,6 +45,20 @@ def tradeoff_plot(
     fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    labelled: dict[tuple[float, float], int] = {}  # labels already at a spot: stack the next
+
+    def annotate(p: dict[str, Any], size: int) -> None:
+        spot = (round(p[x], 6), round(p["accuracy"], 6))
+        below = labelled.get(spot, 0)
+        labelled[spot] = below + 1
+        ax.annotate(
+            p["label"],
+            (p[x], p["accuracy"]),
+            xytext=(4, 4 - 9 * below),
+            textcoords="offset points",
+            fontsize=size,
+        )
+
     families: dict[str, list[dict[str, Any]]] = {}
     for point in points:
         families.setdefault(point.get("family") or point["label"], []).append(point)
@@ -54,21 +68,13 @@ def tradeoff_plot(
         if len(members) > 1:
             ax.plot(xs, ys, "-o", markersize=4, alpha=0.8, label=family)
             for p in (members[0], members[-1]):
-                ax.annotate(
-                    p["label"],
-                    (p[x], p["accuracy"]),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                )
+                annotate(p, 7)
             continue
         p = members[0]
         ci = p.get("ci95")
         yerr = [[p["accuracy"] - ci[0]], [ci[1] - p["accuracy"]]] if ci else None
         ax.errorbar(xs[0], ys[0], yerr=yerr, fmt="o", capsize=3, alpha=0.85)
-        ax.annotate(
-            p["label"], (xs[0], ys[0]), textcoords="offset points", xytext=(4, 4), fontsize=8
-        )
+        annotate(p, 8)
     front = pareto(points, x) if front is None else front
     if front:
         ordered = sorted(front, key=lambda p: p[x])
@@ -82,7 +88,8 @@ def tradeoff_plot(
     ax.legend(loc="lower right", fontsize=7)
     ax.set_xlabel(AXES.get(x, x))
     ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
+    ys = [v for p in points for v in (p["accuracy"], *(p.get("ci95") or ()))]
+    ax.set_ylim(max(-0.02, min(ys) - 0.05), min(1.02, max(ys) + 0.05))  # the points, padded
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
