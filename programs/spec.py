@@ -68,6 +68,7 @@ VOTING: dict[str, dict[str, Any]] = {
 }
 METHODS = ("scale", "cot", *VOTING, *UNIFORM)
 ROUTING_OPTIONS = ("estimator", "mode", "threshold", "budget", "gate", "decompose")
+SCALE_OPTIONS = (*ROUTING_OPTIONS, "agreement_samples")  # what configures SCALE beyond a preset
 
 
 @dataclass

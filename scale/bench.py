@@ -37,7 +37,7 @@ BENCH_METHODS: dict[str, dict[str, Any]] = {
     "cot": {"method": "cot"},
     "vote": {"method": "vote"},
     "scale-paper": {"method": "scale", "preset": "paper"},
-    "scale": {"method": "scale", "preset": "efficient"},
+    "scale": {"method": "scale"},  # the preset and routing options given, else the default
     "uniform-s1": {"method": "uniform-s1"},
     "uniform-s2": {"method": "uniform-s2"},
     "tuned": {},

@@ -11,7 +11,7 @@ import pytest
 from scale import local
 from scale.cli import main
 from scale.lm import TINY_MODEL
-from scale.optimizers.results import ResultRow, read_results
+from scale.optimizers.results import ResultRow, read_header, read_results
 from scale.programs import ProgramSpec
 from scale.programs.io import fingerprint
 from scale.recorded import RecordingError, Recordings
@@ -170,10 +170,14 @@ def test_recorded_logprobs_serve_a_confidence_gate(recorded, tmp_path):
     write_method(  # cot recorded with its greedy reply's token logprobs
         folder, "cot", lambda greedy, votes: [sample(greedy, None) | {"logprobs": LOGPROBS[greedy]}]
     )
-    argv = ["eval", "--dataset", str(dataset), "--n", "2", "--quiet", "--model", TINY_MODEL]
+    argv = ["bench", "--dataset", str(dataset), "--n", "2", "--quiet", "--model", TINY_MODEL]
     argv += ["--runtime", "recorded", "--estimator", "confidence-mean", "--gate", "0.1"]
-    argv += ["--out", str(tmp_path / "scale.jsonl"), "--no-mlflow"]
+    argv += ["--methods", "cot,scale,uniform-s2", "--out", str(tmp_path), "--no-mlflow"]
     assert main(argv) == 0
+    # the method options configure 'scale' alone: uniform-s2 keeps its own routing
+    assert read_header(tmp_path / "scale.jsonl")["routing"]["estimator"] == "confidence-mean"
+    assert read_header(tmp_path / "uniform-s2.jsonl")["routing"]["estimator"] == "none"
+    assert read_header(tmp_path / "uniform-s2.jsonl")["routing"]["gate"] is None
     rows = {r.id: r for r in read_results(tmp_path / "scale.jsonl")}
     easy, hard = rows["p0"], rows["p1"]
     # sure (mean logprob -0.01): the greedy reply answers, one call

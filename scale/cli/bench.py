@@ -40,10 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of --round-size problems. Results per method are resumable JSONL files in --out; "
         "report.md, report.json, tradeoff.png and tradeoff-time.png are rewritten after "
         "every round. Voting is sampled once (--vote-samples chains per problem) and "
-        "vote@1..k, adaptive-vote and esc are replayed from those samples.",
+        "vote@1..k, adaptive-vote and esc are replayed from those samples. The method "
+        "options (--preset, --estimator, --gate, ...) configure method 'scale'; the other "
+        "methods are fixed configurations.",
     )
     add_data_options(p, n_default=20)
     add_model_options(p)
+    add_program_options(p, methods=False, program=False)  # they configure method 'scale'
     p.add_argument(
         "--methods",
         type=_methods,
@@ -126,6 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     from scale.bench import BENCH_METHODS, REPLAYED, PlainCoT, run_bench
     from scale.programs.io import refuse_overlap
+    from scale.programs.spec import SCALE_OPTIONS, ProgramSpec
     from scale.report import model_checksums
 
     unknown = [m for m in args.methods if m not in BENCH_METHODS and m not in REPLAYED]
@@ -158,6 +162,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 num_retries=spec.retries,
             )
         fields = {"program": None, **BENCH_METHODS[name]}  # only 'tuned' is the --program
+        if name != "scale":  # the method options configure 'scale' alone
+            fields = {**dict.fromkeys(SCALE_OPTIONS), "preset": ProgramSpec.preset, **fields}
         if name == "vote":
             fields["system2_samples"] = args.vote_samples
         if name == "tuned":
