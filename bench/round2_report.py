@@ -23,10 +23,11 @@ from typing import Any
 
 from scale.bench import replayed_methods
 from scale.optimizers import ResultRow, read_results, summarize
+from scale.optimizers.replay import stored_answers
 from scale.plots import tradeoff_plot
 from scale.report import machine, method_family, paired
 
-VOTE_SAMPLES = 5  # the chains round 2 sampled per problem
+TARGET_VOTE = 5  # the allocation targets compare with vote@5
 CONFIDENCE = "scale-conf"  # the confidence-gated program, one point per gate
 PEERS = "adaptive-vote"  # Adaptive-Consistency as its authors run it (all chains sampled)
 
@@ -47,7 +48,8 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
         rows = _rows(folder / "replayed" / f"{name}.jsonl", ids)
         if rows is not None:
             methods[name] = rows
-    methods |= replayed_methods(methods["vote"], VOTE_SAMPLES, methods["cot"])
+    chains = max(len(stored_answers(r)) for r in methods["vote"])
+    methods |= replayed_methods(methods["vote"], chains, methods["cot"])
     del methods["vote"]  # = vote@5
     plain = _rows(folder / "plain-cot.jsonl", ids)
     if plain is not None:
@@ -101,7 +103,7 @@ def _vs(base: list[ResultRow] | None, rows: list[ResultRow]) -> str:
 
 def targets(points: dict[str, dict[str, Any]], auroc: float | None) -> list[tuple[str, str]]:
     """The allocation issue's targets for tuned SCALE, each with the numbers."""
-    tuned, cot, vote = points.get("tuned"), points["cot"], points[f"vote@{VOTE_SAMPLES}"]
+    tuned, cot, vote = points.get("tuned"), points["cot"], points[f"vote@{TARGET_VOTE}"]
     out = []
     if tuned is not None:
         half = vote["tokens_per_problem"] / 2
@@ -109,7 +111,7 @@ def targets(points: dict[str, dict[str, Any]], auroc: float | None) -> list[tupl
         met = tuned["accuracy"] >= vote["accuracy"] and tuned["tokens_per_problem"] <= half
         out.append(
             (
-                f"at least vote@{VOTE_SAMPLES}'s accuracy at no more than half its tokens",
+                f"at least vote@{TARGET_VOTE}'s accuracy at no more than half its tokens",
                 f"{'met' if met else '**missed**'}: {tuned['correct']} against "
                 f"{vote['correct']} correct, {tuned['tokens_per_problem']:.0f} tokens against "
                 f"{half:.0f} allowed ({ratio:.2f}x)",
