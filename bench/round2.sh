@@ -11,8 +11,8 @@
 #      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
 #      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
 #      from the chains, in replayed/; the default program gated on the greedy reply's
-#      logprob confidence instead, at several gates (confidence/); the estimators
-#      (agreement at m = 2 and 5, the logprob confidences) on every problem;
+#      logprob confidence instead, at several gates (gates/ESTIMATOR/GATE.jsonl); the
+#      estimators (agreement at m = 2 and 5, the logprob confidences) on every problem;
 #   3. tuned SCALE by cross-fitting: compiled on one half of the problems (estimator, gate
 #      and System 2 search), benchmarked on the other;
 #   4. transfer: compiled on all the problems here, benchmarked on the other dataset's
@@ -70,13 +70,15 @@ export SCALE_RECORDINGS=$recordings
 n=$(wc -l < "$out/problems.jsonl")
 rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
 scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
-# the default program with its gate on the greedy reply's mean token logprob instead of a
+# the default program with its gate on the greedy reply's token logprobs instead of a
 # second reply: one call for a problem it keeps, System 2 going on from it for the rest
-gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.3)
-rm -rf "$out/confidence"
-for g in "${gates[@]}"; do
-  scale eval "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator confidence-mean \
-      --gate "$g" --no-mlflow --out "$out/confidence/gate-$g.jsonl" > /dev/null
+gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.25 0.3 0.4)
+rm -rf "$out/gates"
+for estimator in confidence-mean confidence-total; do
+  for g in "${gates[@]}"; do
+    scale eval "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator $estimator \
+        --gate "$g" --no-mlflow --out "$out/gates/$estimator/$g.jsonl" > /dev/null
+  done
 done
 for m in 2 5; do
   rm -rf "$out/estimators-problems-m$m"
@@ -85,10 +87,12 @@ for m in 2 5; do
 done
 rm -rf "$out/estimators-problems-confidence"
 scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
-    --no-mlflow --estimators confidence,confidence-mean --out "$out/estimators-problems-confidence"
+    --no-mlflow --estimators confidence,confidence-mean,confidence-total \
+    --out "$out/estimators-problems-confidence"
 
 # gate 1 on confidence-mean answers every problem with the greedy reply alone: plain CoT
-grid=(--optimizer none --estimators agreement,confidence-mean,none --decompose-options false
+grid=(--optimizer none --estimators agreement,confidence-mean,confidence-total,none
+      --decompose-options false
       --gates "0,$(IFS=,; echo "${gates[*]}"),0.5,1,none"
       --objective cost-aware --lambda 0.00005
       --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")

@@ -6,8 +6,8 @@ estimators, and the accuracy/tokens and accuracy/time planes.
 
 Reads what ``bench/round2.sh`` wrote in the folder: ``replayed/`` (cot, vote and the default
 program, replayed from the recordings; the voting peers are replayed from vote's chains
-here), ``plain-cot.jsonl`` (the sampling run), ``confidence/gate-G.jsonl`` (the default
-program gated on the greedy reply's logprob confidence), ``crossfit-a/``, ``crossfit-b/``
+here), ``plain-cot.jsonl`` (the sampling run), ``gates/ESTIMATOR/G.jsonl`` (the default
+program gated at G on a one-call estimator instead), ``crossfit-a/``, ``crossfit-b/``
 (tuned by cross-fitting), ``transfer-from-*/`` (tuned on the other dataset),
 ``first-20/`` (methods run on the first 20 problems only) and ``estimators-problems-*/``.
 Writes ``summary.md``, ``summary.json``, ``summary.png`` (accuracy vs tokens) and
@@ -28,7 +28,6 @@ from scale.plots import tradeoff_plot
 from scale.report import machine, method_family, paired
 
 TARGET_VOTE = 5  # the allocation targets compare with vote@5
-CONFIDENCE = "scale-conf"  # the confidence-gated program, one point per gate
 PEERS = "adaptive-vote"  # Adaptive-Consistency as its authors run it (all chains sampled)
 
 
@@ -54,11 +53,11 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
     plain = _rows(folder / "plain-cot.jsonl", ids)
     if plain is not None:
         methods["plain-cot"] = plain
-    gates = sorted((folder / "confidence").glob("gate-*.jsonl"), key=lambda p: float(p.stem[5:]))
-    for path in gates:
-        rows = _rows(path, ids)
-        if rows is not None:
-            methods[f"{CONFIDENCE}@{path.stem[5:]}"] = rows
+    for estimator in sorted(p.name for p in (folder / "gates").glob("*")):
+        for path in sorted((folder / "gates" / estimator).glob("*.jsonl"), key=_gate):
+            rows = _rows(path, ids)
+            if rows is not None:  # e.g. scale/confidence-mean@0.04
+                methods[f"scale/{estimator}@{path.stem}"] = rows
     tuned = {r.id: r for half in "ab" for r in _all(folder / f"crossfit-{half}" / "tuned.jsonl")}
     if all(i in tuned for i in ids):
         methods["tuned"] = [tuned[i] for i in ids]
@@ -69,13 +68,17 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
     return ids, methods
 
 
+def _gate(path: Path) -> float:
+    return float(path.stem)
+
+
 def _all(path: Path) -> list[ResultRow]:
     return read_results(path) if path.is_file() else []
 
 
 def _point(name: str, rows: list[ResultRow]) -> dict[str, Any]:
     s = summarize(rows, 0.0)
-    family = method_family(name) or (CONFIDENCE if name.startswith(CONFIDENCE) else None)
+    family = method_family(name) or (name.split("@")[0] if name.startswith("scale/") else None)
     return {
         "label": name,
         "family": family,

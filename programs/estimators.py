@@ -10,7 +10,8 @@ so estimators combined with ``+`` pay for System 1's greedy reply once.
 - ``agreement``: System 1's greedy reply plus ``m - 1`` samples; 1 - the majority's share.
 - ``confidence``: how sure System 1 was of its greedy reply, from token logprobs (1 - the
   geometric-mean token probability over its least confident window); ``confidence-mean``:
-  over the whole reply.
+  over the whole reply; ``confidence-total``: the whole reply's probability, per 100 tokens
+  (so a long reply with the same doubt per token scores higher).
 - ``check``: System 1's calculation evaluated exactly (``scale.calc``) against its answer:
   0 when it matches, 0.9 when it cannot be read, 1 when it gives another value.
 - ``none``: no calls; every step counts as hardest.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
@@ -300,14 +301,22 @@ class Agreement(Estimator):
 
 
 class Confidence(Estimator):
-    """1 - the geometric-mean probability of the tokens of System 1's greedy reply, over
-    its least confident window (``tail``) or the whole reply."""
+    """How unsure System 1 was of its greedy reply, from the logprobs of its tokens:
+    ``lowest``: 1 - the geometric-mean token probability over its least confident window;
+    ``mean``: the same over the whole reply; ``total``: 1 - the reply's probability per
+    ``TOTAL_TOKENS`` tokens of its length, so a long reply weighs its doubts in full."""
 
     logprobs = True
+    NAMES: ClassVar[dict[str, str]] = {
+        "lowest": "confidence",
+        "mean": "confidence-mean",
+        "total": "confidence-total",
+    }
+    TOTAL_TOKENS = 100
 
-    def __init__(self, *, tail: bool = True):
-        self.tail = tail
-        self.name = "confidence" if tail else "confidence-mean"
+    def __init__(self, over: Literal["lowest", "mean", "total"]):
+        self.over = over
+        self.name = self.NAMES[over]
 
     def rate(self, evidence: Evidence) -> Rating:
         reply = evidence.greedy()
@@ -320,8 +329,12 @@ class Confidence(Estimator):
                 notes=["no logprobs from this backend: treated as hard"],
                 fallbacks=[Fallback.NO_LOGPROBS],
             )
-        mean, lowest = found
-        score = 1.0 - math.exp(lowest if self.tail else mean)
+        logprob = {
+            "lowest": found.lowest,
+            "mean": found.mean,
+            "total": found.total / self.TOTAL_TOKENS,
+        }[self.over]
+        score = 1.0 - math.exp(logprob)
         return Rating(round(score, 6), answer=reply.sample.answer, context=evidence.earlier)
 
 
@@ -380,8 +393,9 @@ ESTIMATORS: dict[str, Factory] = {
     "self": lambda program: Stated(program.assessor, logprobs=False),
     "logprob": lambda program: Stated(program.assessor, logprobs=True),
     "agreement": lambda program: Agreement(program.agreement_samples),
-    "confidence": lambda program: Confidence(tail=True),
-    "confidence-mean": lambda program: Confidence(tail=False),
+    "confidence": lambda program: Confidence("lowest"),
+    "confidence-mean": lambda program: Confidence("mean"),
+    "confidence-total": lambda program: Confidence("total"),
     "check": lambda program: Check(),
 }
 NO_ESTIMATE = "none"

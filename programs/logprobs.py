@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NamedTuple
 
 UNKNOWN_FRACTION = 0.5  # mean of 0.d when the logprobs do not show the digit after "0."
 TAIL_SHARE = 0.1  # the lowest window covers this share of the reply's tokens
@@ -87,19 +88,24 @@ def expected_scores(content: list[dict], start_char: int = 0) -> list[float]:
     return scores
 
 
-def trace_confidence(tokens: list[tuple[str, float]]) -> tuple[float, float] | None:
-    """How sure the model was of its own reply (its ``(token, logprob)`` pairs): the mean
-    logprob of the tokens it chose, and the lowest mean over a sliding window of
-    ``TAIL_SHARE`` of its tokens (at least ``MIN_WINDOW``), as DeepConf's lowest-group
-    confidence. None for an empty trace."""
+class TraceConfidence(NamedTuple):
+    """How sure the model was of a reply, from the logprobs of the tokens it chose."""
+
+    mean: float  # the mean logprob
+    lowest: float  # the lowest mean over a window (DeepConf's lowest-group confidence)
+    total: float  # the sum: the reply's log-probability
+
+
+def trace_confidence(tokens: list[tuple[str, float]]) -> TraceConfidence | None:
+    """The confidence of a reply given as its ``(token, logprob)`` pairs; the window covers
+    ``TAIL_SHARE`` of its tokens (at least ``MIN_WINDOW``). None for an empty trace."""
     values = [max(float(lp), -100.0) for _, lp in tokens if lp is not None and not math.isnan(lp)]
     if not values:
         return None
-    mean = sum(values) / len(values)
     window = min(len(values), max(MIN_WINDOW, math.ceil(TAIL_SHARE * len(values))))
     running = sum(values[:window])
     lowest = running
     for i in range(window, len(values)):
         running += values[i] - values[i - window]
         lowest = min(lowest, running)
-    return mean, lowest / window
+    return TraceConfidence(sum(values) / len(values), lowest / window, sum(values))

@@ -185,9 +185,10 @@ def test_expected_scores_arithmetic():
 
 def test_trace_confidence_mean_and_lowest_window():
     values = [-0.1] * 36 + [-2.0] * 4
-    mean, lowest = trace_confidence([("x", v) for v in values])
+    mean, lowest, total = trace_confidence([("x", v) for v in values])
     assert mean == pytest.approx((36 * -0.1 + 4 * -2.0) / 40)
     assert lowest == pytest.approx(-2.0)  # window of 4 (10% of 40) over the worst stretch
+    assert total == pytest.approx(36 * -0.1 + 4 * -2.0)
     assert trace_confidence([]) is None
 
 
@@ -276,6 +277,26 @@ def test_confidence_from_token_logprobs_and_its_fallback(scripted):
         problem=PROBLEM + " Again."
     )
     assert pred.steps[0].difficulty is None and Fallback.NO_LOGPROBS in pred.steps[0].fallbacks
+
+
+def test_confidence_total_weighs_a_long_replys_doubts_in_full(scripted):
+    """Two replies with the same mean token logprob: the longer one is rated harder by
+    confidence-total (per 100 tokens), alike by confidence-mean."""
+    short, long = [{"token": "t", "logprob": -0.1}] * 20, [{"token": "t", "logprob": -0.1}] * 200
+
+    def scores(name: str) -> list[float]:
+        replies = iter([short, long])
+        scripted.rules.insert(
+            0, (STEP1, lambda p, o: ScriptedText.with_logprobs(brief("3"), next(replies)))
+        )
+        program = make(scripted, subproblems=("a", "b", "c"), routing={"estimator": name})
+        return [s.difficulty for s in program(problem=PROBLEM + name).steps[:2]]
+
+    mean = scores("confidence-mean")
+    assert mean[0] == pytest.approx(mean[1])
+    assert scores("confidence-total") == pytest.approx(
+        [1 - math.exp(-2.0 / 100), 1 - math.exp(-20.0 / 100)], abs=1e-6
+    )
 
 
 def test_combined_estimators_share_system1_reply_and_take_the_highest(scripted):

@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_program_options(p, methods=False)
     p.add_argument(
         "--estimators",
-        default="self,logprob,agreement,confidence,confidence-mean,check,agreement+check",
+        default="self,logprob,agreement,confidence,confidence-mean,confidence-total,check,"
+        "agreement+check",
         help="estimators to compare, comma-separated (default: %(default)s)",
     )
     p.add_argument(
