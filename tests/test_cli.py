@@ -61,6 +61,16 @@ def test_eval_json_summary_and_mlflow_run(world, dataset, store, tmp_path, capsy
     assert [a.path for a in artifacts] == ["res.jsonl"]
 
 
+def test_no_cache_runs_the_model_for_a_request_made_before(world, dataset, tmp_path):
+    argv = ["eval", "--dataset", dataset, *MODELS, *SELF, "--quiet", "--no-mlflow"]
+    assert run([*argv, "--out", str(tmp_path / "first.jsonl")]) == 0
+    first = len(world.calls)
+    assert run([*argv, "--out", str(tmp_path / "cached.jsonl")]) == 0
+    assert len(world.calls) == first  # answered from DSPy's cache
+    assert run([*argv, "--no-cache", "--out", str(tmp_path / "timed.jsonl")]) == 0
+    assert len(world.calls) == 2 * first
+
+
 def test_compile_nested_trials_artifact_and_tuned_solve(world, dataset, store, tmp_path, capsys):
     tuned = tmp_path / "tuned.json"
     argv = ["compile", "--dataset", dataset, "--train", "1", "--val", "3"]

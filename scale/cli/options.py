@@ -142,6 +142,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "$SCALE_LOCAL_RUNTIME or inproc)",
     )
     g.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write DSPy's cache: every call runs the model (for timing; "
+        "by default a request made before is answered from the cache, in no model time)",
+    )
+    g.add_argument(
         "--adapter",
         choices=ADAPTERS,
         help="prompt format: native (what chat models are trained on; default for local/ "

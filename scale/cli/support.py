@@ -42,6 +42,10 @@ def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
 
     if getattr(args, "runtime", None):
         local.set_runtime(args.runtime)
+    if getattr(args, "no_cache", False):
+        import dspy
+
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     if getattr(args, "router", None):
         from scale.router import load_router
 
