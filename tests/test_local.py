@@ -123,7 +123,7 @@ def _alive(pid: int) -> bool:
         return f.read().split()[2] != "Z"
 
 
-def _gone(pid: int, seconds: float = 15) -> bool:
+def _gone(pid: int, seconds: float = 60) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not _alive(pid):
@@ -149,7 +149,7 @@ def test_the_server_dies_with_its_parent(how):
         server_pid = int(parent.stdout.readline())
         assert _alive(server_pid)
         parent.send_signal(how)
-        parent.wait(30)
+        parent.wait(120)  # a bound, not a speed: the CI machine may be busy
         assert _gone(server_pid), f"llama-server outlived its parent after {how!r}"
     finally:
         parent.kill()
