@@ -121,19 +121,21 @@ class Recordings:
             raise RecordingError("the request's messages differ from the recorded method's")
         sample = samples[index]
         tokens = sample.get("logprobs")
-        if params.get("logprobs") and not tokens:
+        answer = str(sample.get("answer") or "")
+        # a reply with no answer is stored without logprobs: the program never used them
+        # (it cannot parse the reply and treats it as hard), so it is served without them
+        if params.get("logprobs") and not tokens and answer:
             raise RecordingError(
                 f"no token logprobs recorded for this call (record {GREEDY_METHOD} with "
                 "--system2-logprobs)"
             )
-        answer = str(sample.get("answer") or "")
         prompt, completion = sample.get("prompt_tokens", 0), sample.get("completion_tokens", 0)
         choice = {
             # a reply with no answer reads as one cut short: no marker, nothing to parse
             "finish_reason": "stop" if answer else "length",
             "message": {"content": f"\\boxed{{{answer}}}" if answer else "(no answer)\n..."},
         }
-        if params.get("logprobs"):
+        if params.get("logprobs") and tokens:
             content = [{"token": t, "logprob": lp, "top_logprobs": []} for t, lp in tokens]
             choice["logprobs"] = {"content": content}
         usage = {

@@ -192,6 +192,30 @@ def test_recorded_logprobs_serve_a_confidence_gate(recorded, tmp_path):
     assert hard.usage["total_tokens"] == sum(sum(tokens(r)) for r in [None, *range(1, calls)])
 
 
+def test_a_reply_with_no_answer_and_no_logprobs_escalates_under_a_confidence_gate(
+    recorded, tmp_path
+):
+    """An unusable greedy reply is stored without logprobs (the live program could not use
+    them): replayed under a confidence gate it is served without them and escalates, as it
+    did live, instead of failing the row."""
+    folder, dataset = recorded
+
+    def rows_of(greedy, votes):
+        if greedy == "12":
+            return [sample("", None)]
+        return [sample(greedy, None) | {"logprobs": LOGPROBS[greedy]}]
+
+    write_method(folder, "cot", rows_of)
+    argv = ["bench", "--dataset", str(dataset), "--n", "2", "--quiet", "--model", TINY_MODEL]
+    argv += ["--runtime", "recorded", "--estimator", "confidence-total", "--gate", "0.1"]
+    argv += ["--methods", "scale", "--out", str(tmp_path), "--no-mlflow"]
+    assert main(argv) == 0
+    hard = {r.id: r for r in read_results(tmp_path / "scale.jsonl")}["p1"]
+    assert hard.error is None and (hard.predicted, hard.steps[0]["system"]) == ("10", 2)
+    assert hard.steps[0]["difficulty"] is None  # unknown: treated as hard
+    assert hard.steps[0]["samples"][0]["answer"] == ""
+
+
 def test_logprobs_are_served_only_where_recorded(recorded):
     folder, _ = recorded
     write_method(
