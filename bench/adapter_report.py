@@ -44,6 +44,15 @@ def _calls(rows: list) -> tuple[int, int, int]:
     return calls, fallbacks, reasks
 
 
+def _diff(base: list | None, rows: list) -> str:
+    """``rows`` against ``base`` on the same problems: difference, paired 95% CI, W/L."""
+    if base is None or base is rows:
+        return "-"
+    vs = paired(base, rows)
+    low, high = vs["ci95"]
+    return f"{vs['accuracy_diff']:+.3f} ({low:+.3f}, {high:+.3f}), {vs['wins']}W/{vs['losses']}L"
+
+
 def _first_call_decompositions(rows: list) -> float | None:
     stages = [r.usage.get("by_stage", {}).get("decompose") for r in rows]
     done = [s for s in stages if s]
@@ -75,27 +84,23 @@ def report(folder: Path) -> str:
         lines += [
             "| method | correct | tokens/call (prompt) | tokens/problem | calls/problem | "
             "unusable replies per call | JSON re-asks per call | "
-            "vs plain-cot: diff (95% CI), W/L |",
-            "|---|---|---|---|---|---|---|---|",
+            "vs plain-cot: diff (95% CI), W/L | vs cot native: diff (95% CI), W/L |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, rows in table.items():
             if rows is None:
-                lines.append(f"| {name} | (not all {len(ids)} problems run yet) |||||||")
+                lines.append(f"| {name} | (not all {len(ids)} problems run yet) ||||||||")
                 continue
             s = summarize(rows, 0.0)
             calls, fallbacks, reasks = _calls(rows)
             prompt = sum(r.usage.get("prompt_tokens", 0) for r in rows) / max(calls, 1)
-            vs = paired(table["plain-cot"], rows) if table["plain-cot"] else {"n": 0}
-            diff = (
-                f"{vs['accuracy_diff']:+.3f} ({vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}), "
-                f"{vs['wins']}W/{vs['losses']}L"
-                if vs.get("n")
-                else "-"
+            diffs = " | ".join(
+                _diff(table[base], rows) for base in ("plain-cot", "cot, native adapter")
             )
             lines.append(
                 f"| {name} | {s.correct}/{s.n} | {prompt:.0f} | {s.tokens_per_problem:.0f} | "
                 f"{s.lm_calls_per_problem:.2f} | {fallbacks / max(calls, 1):.3f} | "
-                f"{reasks / max(calls, 1):.3f} | {diff} |"
+                f"{reasks / max(calls, 1):.3f} | {diffs} |"
             )
         steps = (
             read_results(chat_dir / "uniform-s2.jsonl")
