@@ -393,9 +393,10 @@ ESTIMATORS: dict[str, Factory] = {
     "self": lambda program: Stated(program.assessor, logprobs=False),
     "logprob": lambda program: Stated(program.assessor, logprobs=True),
     "agreement": lambda program: Agreement(program.agreement_samples),
-    "confidence": lambda program: Confidence("lowest"),
-    "confidence-mean": lambda program: Confidence("mean"),
-    "confidence-total": lambda program: Confidence("total"),
+    **{
+        name: (lambda program, over=over: Confidence(over))
+        for over, name in Confidence.NAMES.items()
+    },
     "check": lambda program: Check(),
 }
 NO_ESTIMATE = "none"
