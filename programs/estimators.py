@@ -322,12 +322,18 @@ class Confidence(Estimator):
         reply = evidence.greedy()
         found = trace_confidence(reply.sample.logprobs or [])
         if found is None:
+            # a reply that could not be read keeps no logprobs: its own fallback says why
+            unread = reply.fallback is not None
             return Rating(
                 None,
                 answer=reply.sample.answer,
                 context=evidence.earlier,
-                notes=["no logprobs from this backend: treated as hard"],
-                fallbacks=[Fallback.NO_LOGPROBS],
+                notes=[
+                    "the reply could not be read: treated as hard"
+                    if unread
+                    else "no logprobs from this backend: treated as hard"
+                ],
+                fallbacks=[] if unread else [Fallback.NO_LOGPROBS],
             )
         logprob = {
             "lowest": found.lowest,

@@ -213,6 +213,8 @@ def test_a_reply_with_no_answer_and_no_logprobs_escalates_under_a_confidence_gat
     hard = {r.id: r for r in read_results(tmp_path / "scale.jsonl")}["p1"]
     assert hard.error is None and (hard.predicted, hard.steps[0]["system"]) == ("10", 2)
     assert hard.steps[0]["difficulty"] is None  # unknown: treated as hard
+    assert "the reply could not be read: treated as hard" in hard.steps[0]["notes"]
+    assert "no_logprobs" not in hard.steps[0]["fallbacks"]  # the backend gave them
     assert hard.steps[0]["samples"][0]["answer"] == ""
 
 
