@@ -5,14 +5,18 @@ decomposition, context and steps) through both adapters.
     python bench/adapter_report.py bench/results/adapter-native
 
 Reads the round-2 results (plain-cot and cot, and uniform-s2 in ``first-20/``, through the
-native adapter) and the chat-format runs in ``adapter-native/*-chat``; writes
-``adapter-native/report.md``.
+native adapter), the chat-format runs in ``adapter-native/*-chat`` and the decomposition
+stage alone through each adapter (``adapter-native/*-decompose-*.jsonl``, from
+``bench/decompositions.py``); writes ``adapter-native/report.md``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+from decompositions import stats  # bench/decompositions.py, beside this script
 
 from scale.optimizers import read_results, summarize
 from scale.report import machine, paired
@@ -132,8 +136,33 @@ def report(folder: Path) -> str:
                     f"{s.lm_calls_per_problem:.2f} | {fallbacks / max(calls, 1):.3f} | "
                     f"{_first_call_decompositions(rows)} |"
                 )
+        lines += _decompositions(folder, dataset)
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _decompositions(folder: Path, dataset: str) -> list[str]:
+    """The decomposition stage alone through each adapter (bench/decompositions.py)."""
+    found = {
+        adapter: stats([json.loads(x) for x in path.read_text().splitlines()])
+        for adapter in ("native", "chat")
+        if (path := folder / f"{dataset}-decompose-{adapter}.jsonl").exists()
+    }
+    if not found:
+        return []
+    lines = ["", f"## {dataset}: the decomposition stage alone", ""]
+    lines += [
+        "| adapter | problems (errors) | first reply parsed | calls/problem | "
+        "prompt tokens/problem | completion tokens/problem | steps/problem |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for adapter, s in found.items():
+        lines.append(
+            f"| {adapter} | {s['problems']} ({s['errors']}) | {s['first_call_parsed']} "
+            f"({s['first_call_parsed_share']:.0%}) | {s['calls']:.2f} | {s['prompt_tokens']} | "
+            f"{s['completion_tokens']} | {s['steps']:.2f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@
         --dataset gsm8k --n 20 --out bench/results/adapter-native/gsm8k-decompose-native.jsonl
 
 One row per problem (resumable: problems already in ``--out`` are skipped; a failed call is
-recorded as the row's error), then a one-line summary. The decomposer is the one every
-decomposing method uses (System 1's profile, ``k`` = 1), so this measures what `uniform-s2`
-and the step-level presets would get from it, at a fraction of their cost.
+recorded as the row's error and retried on the next run), then the per-problem means as
+JSON. The decomposer is the one every decomposing method uses (System 1's profile, ``k`` =
+1), so this measures what `uniform-s2` and the step-level presets get from it, at a fraction
+of their cost.
 """
 
 from __future__ import annotations
@@ -51,18 +52,20 @@ def decompose(program, example) -> dict:
     return row
 
 
-def summary(rows: list[dict]) -> str:
+def stats(rows: list[dict]) -> dict:
+    """Per problem: the share whose first reply parsed, calls, tokens and steps."""
     done = [r for r in rows if "error" not in r]
     n = max(len(done), 1)
-    parsed = sum(r["first_call_parsed"] for r in done)
-    return (
-        f"{len(rows)} problems, {len(rows) - len(done)} errors; first call parsed "
-        f"{parsed}/{len(done)} ({parsed / n:.0%}); calls/problem "
-        f"{sum(r['lm_calls'] for r in done) / n:.2f}; prompt tokens/problem "
-        f"{sum(r['prompt_tokens'] for r in done) / n:.0f}; completion tokens/problem "
-        f"{sum(r['completion_tokens'] for r in done) / n:.0f}; steps/problem "
-        f"{sum(len(r['subproblems']) for r in done) / n:.2f}"
-    )
+    return {
+        "problems": len(rows),
+        "errors": len(rows) - len(done),
+        "first_call_parsed": sum(r["first_call_parsed"] for r in done),
+        "first_call_parsed_share": round(sum(r["first_call_parsed"] for r in done) / n, 3),
+        "calls": round(sum(r["lm_calls"] for r in done) / n, 2),
+        "prompt_tokens": round(sum(r["prompt_tokens"] for r in done) / n),
+        "completion_tokens": round(sum(r["completion_tokens"] for r in done) / n),
+        "steps": round(sum(len(r["subproblems"]) for r in done) / n, 2),
+    }
 
 
 def main() -> None:
@@ -92,7 +95,7 @@ def main() -> None:
             out.write(json.dumps(row) + "\n")
             out.flush()
             done[row["id"]] = row
-    print(summary([done[e.id] for e in examples]))
+    print(json.dumps(stats([done[e.id] for e in examples])))
 
 
 if __name__ == "__main__":
