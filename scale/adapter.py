@@ -230,14 +230,10 @@ class NativeAdapter(dspy.Adapter):
                 f'Before the final answer, write a line starting with "{label}:" that gives '
                 f"{_desc(name, field)}."
             )
-        field = signature.output_fields[main]
-        kind, desc = field.annotation, _desc(main, field)
-        if kind is str and "\\boxed" not in instructions:
-            sentences.append(f"Put {desc} within \\boxed{{}}.")
-        elif kind == list[str] and "numbered" not in instructions:
-            sentences.append(f"Write {desc} as a numbered list, one per line.")
-        elif kind in (int, float) or kind == list[float]:
-            sentences.append(f"End your reply with {desc}.")
+        kind = signature.output_fields[main].annotation
+        asked = {str: "\\boxed", list[str]: "numbered"}.get(kind)
+        if not asked or asked not in instructions:
+            sentences.append(_request(signature, main))
         return " ".join(s for s in sentences if s)
 
     def format_user_message_content(
@@ -249,12 +245,16 @@ class NativeAdapter(dspy.Adapter):
         main_request: bool = False,
     ) -> str:
         present = [(n, inputs[n]) for n in signature.input_fields if inputs.get(n) is not None]
-        if len(present) == 1:
+        *_, main = _answer_fields(signature)
+        answer = signature.output_fields[main].annotation is str
+        if len(present) == 1 and answer:
             return _render(present[0][1])
         paragraphs = []
         for name, value in present:
             text, label = _render(value), _label(name, self.labels)
             paragraphs.append(f"{label}:\n{text}" if "\n" in text else f"{label}: {text}")
+        if not answer:  # asked last, or a small model solves the problem instead
+            paragraphs.append(_request(signature, main))
         return "\n\n".join(paragraphs)
 
     def format_assistant_message_content(
@@ -294,6 +294,17 @@ class NativeAdapter(dspy.Adapter):
         if "reasoning" in signature.output_fields:
             values["reasoning"] = before
         return values
+
+
+def _request(signature: type[dspy.Signature], name: str) -> str:
+    """The sentence that asks for the output field ``name``, by its type."""
+    field = signature.output_fields[name]
+    kind, desc = field.annotation, _desc(name, field)
+    if kind is str:
+        return f"Put {desc} within \\boxed{{}}."
+    if kind == list[str]:
+        return f"Write {desc}, as a numbered list, one per line."
+    return f"End your reply with {desc}."
 
 
 def _answer_fields(signature: type[dspy.Signature]) -> list[str]:

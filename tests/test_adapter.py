@@ -8,7 +8,12 @@ import pytest
 from dspy.utils.exceptions import AdapterParseError
 
 from scale.adapter import NativeAdapter, parse_string_list, unwrap
-from scale.signatures import AssessDifficulties, AssessDifficulty, Decompose
+from scale.signatures import (
+    AssessDifficulties,
+    AssessDifficulty,
+    Decompose,
+    SelectDecomposition,
+)
 from scale.signatures.solve import SolveProblem, SolveStep, SolveStepBriefly
 
 LATEX = r"$\theta$ and $\begin{pmatrix} 1 \\ 2 \end{pmatrix}$, \neq \frac{1}{2}"
@@ -65,6 +70,19 @@ def test_several_inputs_are_labelled_paragraphs_and_no_field_markers():
     )
     assert "[[" not in system["content"] + user["content"]
     assert "Calculation: <one arithmetic expression" in system["content"]  # template kept as lines
+
+
+def test_a_request_for_anything_but_an_answer_comes_last_after_labelled_inputs():
+    """Given a bare problem, the model solves it, even when the system message asks for a
+    decomposition (3 of 20 MATH problems ran to the token cap with no list): inputs are
+    labelled and the request for the output is the user message's last line."""
+    _, user = NATIVE.format(Decompose, [], {"problem": "What is 2+3?"})
+    assert user["content"] == (
+        "Problem: What is 2+3?\n\nWrite the sub-problems in order, the last one being the "
+        "question actually asked, as a numbered list, one per line."
+    )
+    _, user = NATIVE.format(SelectDecomposition, [], {"problem": "P", "candidates": "0: a"})
+    assert user["content"].endswith("\n\nEnd your reply with the number of the best candidate.")
 
 
 @pytest.mark.parametrize(
