@@ -6,8 +6,9 @@ decomposition, context and steps) through both adapters.
 
 Reads the round-2 results (plain-cot and cot, and uniform-s2 in ``first-20/``, through the
 native adapter), the chat-format runs in ``adapter-native/*-chat`` and the decomposition
-stage alone through each adapter (``adapter-native/*-decompose-*.jsonl``, from
-``bench/decompositions.py``); writes ``adapter-native/report.md``.
+stage alone (``adapter-native/DATASET-decompose-NAME.jsonl``, from
+``bench/decompositions.py``; NAME is the adapter, or a named earlier rendering of it);
+writes ``adapter-native/report.md``.
 """
 
 from __future__ import annotations
@@ -142,11 +143,13 @@ def report(folder: Path) -> str:
 
 
 def _decompositions(folder: Path, dataset: str) -> list[str]:
-    """The decomposition stage alone through each adapter (bench/decompositions.py)."""
+    """The decomposition stage alone, one row per results file (bench/decompositions.py)."""
+    prefix = f"{dataset}-decompose-"
     found = {
-        adapter: stats([json.loads(x) for x in path.read_text().splitlines()])
-        for adapter in ("native", "chat")
-        if (path := folder / f"{dataset}-decompose-{adapter}.jsonl").exists()
+        path.stem.removeprefix(prefix): stats(
+            [json.loads(x) for x in path.read_text().splitlines()]
+        )
+        for path in sorted(folder.glob(f"{prefix}*.jsonl"))
     }
     if not found:
         return []
