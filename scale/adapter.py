@@ -179,8 +179,9 @@ class NativeAdapter(dspy.Adapter):
 
     - system: the signature's instructions (what optimizers rewrite), plus one plain sentence
       per output field the instructions do not already ask for; no field markers;
-    - user: a single input as its plain text; several as short labelled paragraphs
-      (``Problem:``, ``Solved so far:``, ``Now answer:``); demos as earlier turns;
+    - user: a single input to a signature that answers as its plain text; otherwise short
+      labelled paragraphs (``Problem:``, ``Solved so far:``, ``Now answer:``), with the
+      request for a non-answer output last; demos as earlier turns;
     - reply: the last output field is read by type from the whole reply (``str`` from the
       last ``\\boxed{}``, then an "answer:" line, then a short last line; ``list[str]`` from
       numbered or bulleted lines; ``float``/``int`` from the last number); any other output
