@@ -13,11 +13,10 @@ writes ``adapter-native/report.md``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from decompositions import stats  # bench/decompositions.py, beside this script
+from decompositions import read_rows, stats  # bench/decompositions.py, beside this script
 
 from scale.optimizers import read_results, summarize
 from scale.report import machine, paired
@@ -146,9 +145,7 @@ def _decompositions(folder: Path, dataset: str) -> list[str]:
     """The decomposition stage alone, one row per results file (bench/decompositions.py)."""
     prefix = f"{dataset}-decompose-"
     found = {
-        path.stem.removeprefix(prefix): stats(
-            [json.loads(x) for x in path.read_text().splitlines()]
-        )
+        path.stem.removeprefix(prefix): stats(list(read_rows(path).values()))
         for path in sorted(folder.glob(f"{prefix}*.jsonl"))
     }
     if not found:

@@ -34,22 +34,29 @@ def decompose(program, example) -> dict:
         except Exception as exc:  # a model error or timeout: recorded, the run goes on
             row["error"] = f"{type(exc).__name__}: {exc}"
             pred = None
-    calls = ledger.snapshot()
+    usage = ledger.usage()
     row |= {
-        "lm_calls": len(calls),
-        "prompt_tokens": sum(c.prompt_tokens for c in calls),
-        "completion_tokens": sum(c.completion_tokens for c in calls),
-        "seconds": round(sum(c.seconds for c in calls), 3),
+        "lm_calls": usage.lm_calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "seconds": usage.lm_seconds,
     }
     if pred is not None:
         fallbacks = [f.value for f in pred.fallbacks]
         row |= {
-            "first_call_parsed": len(calls) == 1 and not fallbacks,
+            "first_call_parsed": usage.lm_calls == 1 and not fallbacks,
             "subproblems": pred.subproblems,
             "fallbacks": fallbacks,
             "notes": pred.notes,
         }
     return row
+
+
+def read_rows(path: Path) -> dict[str, dict]:
+    """The rows of a results file by problem id; a problem retried keeps its last row."""
+    if not path.exists():
+        return {}
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
 def stats(rows: list[dict]) -> dict:
@@ -81,9 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     examples = load_dataset(args.dataset, n=args.planned, seed=0)[: args.n]
-    done = {}
-    if args.out.exists():
-        done = {r["id"]: r for r in map(json.loads, args.out.read_text().splitlines())}
+    done = read_rows(args.out)
     todo = [e for e in examples if e.id not in done or "error" in done[e.id]]
     program = ProgramSpec(
         method="uniform-s2", model=args.model, adapter=args.adapter, timeout=args.timeout
