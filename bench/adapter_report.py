@@ -122,19 +122,22 @@ def report(folder: Path) -> str:
             lines += ["", f"## {dataset}: uniform-s2 on {len(ids)} problems", ""]
             lines += [
                 "| method | correct | tokens/problem | calls/problem | unusable replies per call "
-                "| decompositions read on the first call |",
-                "|---|---|---|---|---|---|",
+                "| JSON re-asks per call | decompositions read on the first call "
+                "| vs native: diff (95% CI), W/L |",
+                "|---|---|---|---|---|---|---|---|",
             ]
+            native = both["uniform-s2, native adapter"]
             for name, rows in both.items():
                 if rows is None:
-                    lines.append(f"| {name} | (not all problems run yet) |||||")
+                    lines.append(f"| {name} | (not all problems run yet) |||||||")
                     continue
                 s = summarize(rows, 0.0)
-                calls, fallbacks, _ = _calls(rows)
+                calls, fallbacks, reasks = _calls(rows)
                 lines.append(
                     f"| {name} | {s.correct}/{s.n} | {s.tokens_per_problem:.0f} | "
                     f"{s.lm_calls_per_problem:.2f} | {fallbacks / max(calls, 1):.3f} | "
-                    f"{_first_call_decompositions(rows)} |"
+                    f"{reasks / max(calls, 1):.3f} | {_first_call_decompositions(rows)} | "
+                    f"{_diff(native, rows)} |"
                 )
         lines += _decompositions(folder, dataset)
         lines.append("")
