@@ -446,10 +446,11 @@ def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path
 def test_a_bench_without_cot_reports_no_comparison_column(scripted, tmp_path):
     from scale.bench import run_bench
 
-    examples = _voting_world(scripted)
-    build = lambda name: Vote(system2("scripted/s2", adapter="native", samples=4))  # noqa: E731
-    report = run_bench(examples, ["vote"], build, tmp_path, dataset="dev", models="m",
-                       vote_samples=4, progress=False)  # fmt: skip
+    def build(name: str) -> Vote:
+        return Vote(system2("scripted/s2", adapter="native", samples=4))
+
+    report = run_bench(_voting_world(scripted), ["vote"], build, tmp_path, dataset="dev",
+                       models="m", vote_samples=4, progress=False)  # fmt: skip
     assert report["reference"] is None
     table = [line for line in (tmp_path / "report.md").read_text().splitlines() if "|" in line]
     assert "vs None" not in "\n".join(table)
