@@ -115,28 +115,41 @@ def _diff(vs: dict[str, Any] | None) -> str:
     )
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: provenance, one row per method, paired comparisons."""
     reference = report["reference"]  # None when neither cot nor plain-cot was run
-    compared = f" vs {reference}: diff (95% CI), W/L, ratios |" if reference else ""
+    header = ["method", "accuracy", "95% CI", "tokens/problem", "generated", "LM calls",
+              "System 2 share", "s/problem", "fallbacks/call"]  # fmt: skip
+    if reference:
+        header.append(f"vs {reference}: diff (95% CI), W/L, ratios")
     lines = [
         f"# Benchmark: {report['dataset']} ({_size(report)})",
         "",
         *provenance(report),
         "",
-        "| method | accuracy | 95% CI | tokens/problem | generated | LM calls | System 2 share "
-        f"| s/problem | fallbacks/call |{compared}",
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if reference else ""),
+        _row(header),
+        "|" + "---|" * len(header),
     ]
     for name, m in report["methods"].items():
         s = m["summary"]
-        lines.append(
-            f"| {name} | {s['accuracy']:.3f} | {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f} | "
-            f"{s['tokens_per_problem']:.0f} | {s['generated_tokens_per_problem']:.0f} | "
-            f"{s['lm_calls_per_problem']:.1f} | {s['system2_fraction']:.2f} | "
-            f"{m['seconds_per_problem']:.1f} | {s['fallbacks_per_call']:.3f} |"
-            + (f" {_diff(m.get('vs_reference'))} |" if reference else "")
-        )
+        cells = [
+            name,
+            f"{s['accuracy']:.3f}",
+            f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}",
+            f"{s['tokens_per_problem']:.0f}",
+            f"{s['generated_tokens_per_problem']:.0f}",
+            f"{s['lm_calls_per_problem']:.1f}",
+            f"{s['system2_fraction']:.2f}",
+            f"{m['seconds_per_problem']:.1f}",
+            f"{s['fallbacks_per_call']:.3f}",
+        ]
+        if reference:
+            cells.append(_diff(m.get("vs_reference")))
+        lines.append(_row(cells))
     if "tuned" in report["methods"]:
         lines += ["", "Tuned SCALE against every other method (tuned minus other):", ""]
         lines += ["| other | tuned - other (95% CI), W/L, ratios |", "|---|---|"]
