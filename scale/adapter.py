@@ -178,7 +178,8 @@ class NativeAdapter(dspy.Adapter):
     free-text replies by type.
 
     - system: the signature's instructions (what optimizers rewrite), plus one plain sentence
-      per output field the instructions do not already ask for; no field markers;
+      per labelled output and for a ``str`` answer the instructions do not already ask for;
+      no field markers;
     - user: a single input to a signature that answers as its plain text; otherwise short
       labelled paragraphs (``Problem:``, ``Solved so far:``, ``Now answer:``), with the
       request for a non-answer output last; demos as earlier turns;
@@ -231,9 +232,8 @@ class NativeAdapter(dspy.Adapter):
                 f'Before the final answer, write a line starting with "{label}:" that gives '
                 f"{_desc(name, field)}."
             )
-        kind = signature.output_fields[main].annotation
-        asked = {str: "\\boxed", list[str]: "numbered"}.get(kind)
-        if not asked or asked not in instructions:
+        # any other output is requested as the user message's last line
+        if signature.output_fields[main].annotation is str and "\\boxed" not in instructions:
             sentences.append(_request(signature, main))
         return " ".join(s for s in sentences if s)
 

@@ -90,12 +90,15 @@ def test_a_request_for_anything_but_an_answer_comes_last_after_labelled_inputs()
     [
         (Decompose, "written as a numbered list"),  # the instructions already ask for it
         (AssessDifficulty, "End your reply with the difficulty, a number between 0 and 1."),
+        (SelectDecomposition, "End your reply with the number of the best candidate."),
         (SolveStep, "put your final answer within \\boxed{}"),
     ],
 )
-def test_the_system_message_asks_for_each_output_once(signature, sentence):
-    system = NATIVE.format_system_message(signature)
-    assert system.count(sentence) == 1 and "\n\n" not in system.split(".")[0]
+def test_the_prompt_asks_for_each_output_once(signature, sentence):
+    inputs = {name: "x" for name in signature.input_fields}
+    system, *_ = messages = NATIVE.format(signature, [], inputs)
+    assert sum(m["content"].count(sentence) for m in messages) == 1
+    assert "\n\n" not in system["content"].split(".")[0]
 
 
 def test_hard_wrapped_instructions_read_as_prose():
