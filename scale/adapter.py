@@ -178,7 +178,7 @@ class NativeAdapter(dspy.Adapter):
     free-text replies by type.
 
     - system: the signature's instructions (what optimizers rewrite), plus one plain sentence
-      per labelled output and for a ``str`` answer the instructions do not already ask for;
+      for each labelled output, and for a ``str`` answer, that they do not already ask for;
       no field markers;
     - user: a single input to a signature that answers as its plain text; otherwise short
       labelled paragraphs (``Problem:``, ``Solved so far:``, ``Now answer:``), with the
