@@ -203,11 +203,12 @@ class ManagedServer:
     def complete(self, messages: list[dict], params: dict[str, Any], timeout: float) -> dict:
         """One chat completion (OpenAI response as a dict, with llama.cpp's ``timings``)."""
         self.ensure()
+        process = self.process
         body = {"messages": messages, "cache_prompt": True, **params}
         try:
             status, data = self._request("POST", "/v1/chat/completions", body, timeout)
         except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            if not self.alive():
+            if _exited(process):
                 self.ensure()  # restart once; this call fails, its retry finds the new server
                 raise ServerError("llama-server crashed during the call; it was restarted") from exc
             raise
@@ -229,6 +230,18 @@ class ManagedServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def _exited(process: subprocess.Popen | None, grace: float = 5.0) -> bool:
+    """Whether ``process`` has died. A dropped connection can arrive just before its dead
+    server can be reaped, so wait up to ``grace`` seconds for it."""
+    if process is None:
+        return True
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 class Servers:
