@@ -115,8 +115,13 @@ def _diff(vs: dict[str, Any] | None) -> str:
     )
 
 
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its separator, one line per row of cells."""
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *map(line, rows)]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -131,9 +136,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *provenance(report),
         "",
-        _row(header),
-        "|" + "---|" * len(header),
     ]
+    rows = []
     for name, m in report["methods"].items():
         s = m["summary"]
         cells = [
@@ -149,13 +153,14 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         if reference:
             cells.append(_diff(m.get("vs_reference")))
-        lines.append(_row(cells))
+        rows.append(cells)
+    lines += markdown_table(header, rows)
     if "tuned" in report["methods"]:
         lines += ["", "Tuned SCALE against every other method (tuned minus other):", ""]
-        lines += ["| other | tuned - other (95% CI), W/L, ratios |", "|---|---|"]
-        for name, m in report["methods"].items():
-            if name != "tuned":
-                lines.append(f"| {name} | {_diff(m.get('tuned_vs'))} |")
+        lines += markdown_table(
+            ["other", "tuned - other (95% CI), W/L, ratios"],
+            [[n, _diff(m.get("tuned_vs"))] for n, m in report["methods"].items() if n != "tuned"],
+        )
     lines += ["", "Tokens per problem by stage, and by system:", ""]
     for name, m in report["methods"].items():
         if method_family(name):

@@ -11,6 +11,7 @@ from typing import Any
 import dspy
 
 from scale.optimizers.evaluate import evaluate, in_parallel
+from scale.report import markdown_table
 
 PROMPT = (
     "Natalia sold clips to {n} of her friends in April, and then she sold half as many clips "
@@ -192,6 +193,5 @@ COLUMNS = {  # the row kind (its first key) -> (column heading, key, format)
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The rows of ``framework``, ``generation`` or ``pools`` as a Markdown table."""
     columns = COLUMNS[next(iter(rows[0]))]
-    lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(f.format(r[k]) for _, k, f in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    cells = [[f.format(r[k]) for _, k, f in columns] for r in rows]
+    return "\n".join(markdown_table([c[0] for c in columns], cells))
