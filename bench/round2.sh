@@ -18,6 +18,7 @@
 #   4. transfer: compiled on all the problems here, benchmarked on the other dataset's
 #      recordings, and the other dataset's program on these (once both datasets are done);
 #   5. summary.md and its plots (bench/round2_report.py): every method, paired.
+# Stages 2 and 3-4 need no model and use one core each: they run side by side.
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
@@ -67,58 +68,71 @@ PY
 
 SCALE_LOCAL_RUNTIME=recorded
 export SCALE_RECORDINGS=$recordings
-n=$(wc -l < "$out/problems.jsonl")
-rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
-scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
-# the default program with its gate on the greedy reply's token logprobs instead of a
-# second reply: one call for a problem it keeps, System 2 going on from it for the rest
+# the logprob-confidence gates swept in stage 2 and searched in stage 3
 gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.25 0.3 0.4)
-rm -rf "$out/gates"
-for estimator in confidence-mean confidence-total; do
-  for g in "${gates[@]}"; do
-    scale eval "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator $estimator \
-        --gate "$g" --no-mlflow --out "$out/gates/$estimator/$g.jsonl" > /dev/null
+
+replays() {  # 2. every replayed method, the gates, the estimators
+  n=$(wc -l < "$out/problems.jsonl")
+  rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
+  scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
+  # the default program with its gate on the greedy reply's token logprobs instead of a
+  # second reply: one call for a problem it keeps, System 2 going on from it for the rest
+  rm -rf "$out/gates"
+  for estimator in confidence-mean confidence-total; do
+    for g in "${gates[@]}"; do
+      scale eval "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --estimator $estimator \
+          --gate "$g" --no-mlflow --out "$out/gates/$estimator/$g.jsonl" > /dev/null
+    done
   done
-done
-for m in 2 5; do
-  rm -rf "$out/estimators-problems-m$m"
+  for m in 2 5; do
+    rm -rf "$out/estimators-problems-m$m"
+    scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
+        --no-mlflow --agreement-samples $m --estimators agreement --out "$out/estimators-problems-m$m"
+  done
+  rm -rf "$out/estimators-problems-confidence"
   scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
-      --no-mlflow --agreement-samples $m --estimators agreement --out "$out/estimators-problems-m$m"
-done
-rm -rf "$out/estimators-problems-confidence"
-scale estimators "${common[@]}" --dataset "$out/problems.jsonl" --n "$n" --levels problems \
-    --no-mlflow --estimators confidence,confidence-mean,confidence-total \
-    --out "$out/estimators-problems-confidence"
+      --no-mlflow --estimators confidence,confidence-mean,confidence-total \
+      --out "$out/estimators-problems-confidence"
+}
 
-# gate 1 on confidence-mean answers every problem with the greedy reply alone: plain CoT
-grid=(--optimizer none --estimators agreement,confidence-mean,confidence-total,none
-      --decompose-options false
-      --gates "0,$(IFS=,; echo "${gates[*]}"),0.5,1,none"
-      --objective cost-aware --lambda 0.00005
-      --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
-for fold in a b; do
-  rest=$([[ $fold == a ]] && echo b || echo a)
-  n=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$rest.jsonl")
-  scale compile "${common[@]}" --dataset "$out/fold-$fold.jsonl" --train 1 --val $((n - 1)) \
-      "${grid[@]}" --out "$out/tuned-$fold.json" --tracking-uri "$store" \
-      --experiment "round2-$dataset"
-  rm -rf "$out/crossfit-$rest"  # its problems and program change as rounds are added
-  scale bench "${common[@]}" --dataset "$out/fold-$rest.jsonl" --n "$m" --round-size "$m" \
-      --methods tuned --program "$out/tuned-$fold.json" --out "$out/crossfit-$rest" --no-mlflow
-done
+tuning() {  # 3-4. cross-fitted tuned SCALE, then transfer
+  # gate 1 on confidence-mean answers every problem with the greedy reply alone: plain CoT
+  grid=(--optimizer none --estimators agreement,confidence-mean,confidence-total,none
+        --decompose-options false
+        --gates "0,$(IFS=,; echo "${gates[*]}"),0.5,1,none"
+        --objective cost-aware --lambda 0.00005
+        --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
+  for fold in a b; do
+    rest=$([[ $fold == a ]] && echo b || echo a)
+    n=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$rest.jsonl")
+    scale compile "${common[@]}" --dataset "$out/fold-$fold.jsonl" --train 1 --val $((n - 1)) \
+        "${grid[@]}" --out "$out/tuned-$fold.json" --tracking-uri "$store" \
+        --experiment "round2-$dataset"
+    rm -rf "$out/crossfit-$rest"  # its problems and program change as rounds are added
+    scale bench "${common[@]}" --dataset "$out/fold-$rest.jsonl" --n "$m" --round-size "$m" \
+        --methods tuned --program "$out/tuned-$fold.json" --out "$out/crossfit-$rest" --no-mlflow
+  done
 
-# 4. transfer, both ways once both datasets have a program compiled on all their problems
-n=$(wc -l < "$out/problems.jsonl")
-scale compile "${common[@]}" --dataset "$out/problems.jsonl" --train 1 --val $((n - 1)) \
-    "${grid[@]}" --out "$out/tuned-all.json" --tracking-uri "$store" --experiment "round2-$dataset"
-for pair in "$other $dataset" "$dataset $other"; do
-  read -r from to <<< "$pair"
-  program=${folder[$from]}/tuned-all.json
-  [[ -f $program && -f ${folder[$to]}/problems.jsonl ]] || continue
-  rm -rf "${folder[$to]}/transfer-from-$from"
-  SCALE_RECORDINGS=${recordings_of[$to]} scale bench "${common[@]}" \
-      --dataset "${folder[$to]}/problems.jsonl" --n "$(wc -l < "${folder[$to]}/problems.jsonl")" \
-      --round-size 100 --methods tuned --program "$program" \
-      --out "${folder[$to]}/transfer-from-$from" --no-mlflow
-done
+  # 4. transfer, both ways once both datasets have a program compiled on all their problems
+  n=$(wc -l < "$out/problems.jsonl")
+  scale compile "${common[@]}" --dataset "$out/problems.jsonl" --train 1 --val $((n - 1)) \
+      "${grid[@]}" --out "$out/tuned-all.json" --tracking-uri "$store" --experiment "round2-$dataset"
+  for pair in "$other $dataset" "$dataset $other"; do
+    read -r from to <<< "$pair"
+    program=${folder[$from]}/tuned-all.json
+    [[ -f $program && -f ${folder[$to]}/problems.jsonl ]] || continue
+    rm -rf "${folder[$to]}/transfer-from-$from"
+    SCALE_RECORDINGS=${recordings_of[$to]} scale bench "${common[@]}" \
+        --dataset "${folder[$to]}/problems.jsonl" --n "$(wc -l < "${folder[$to]}/problems.jsonl")" \
+        --round-size 100 --methods tuned --program "$program" \
+        --out "${folder[$to]}/transfer-from-$from" --no-mlflow
+  done
+}
+
+replays & replaying=$!
+tuning & tuning=$!
+wait "$replaying"
+wait "$tuning"
 python bench/round2_report.py "$out"  # summary.md and its plots: every method, paired
+# the other dataset's summary shows the transfer from this one
+if [[ -f ${folder[$other]}/summary.md ]]; then python bench/round2_report.py "${folder[$other]}"; fi
