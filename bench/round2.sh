@@ -68,11 +68,11 @@ PY
 
 SCALE_LOCAL_RUNTIME=recorded
 export SCALE_RECORDINGS=$recordings
+n=$(wc -l < "$out/problems.jsonl")  # the problems done
 # the logprob-confidence gates swept in stage 2 and searched in stage 3
 gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.25 0.3 0.4)
 
 replays() {  # 2. every replayed method, the gates, the estimators
-  n=$(wc -l < "$out/problems.jsonl")
   rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
   scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
   # the default program with its gate on the greedy reply's token logprobs instead of a
@@ -104,8 +104,8 @@ tuning() {  # 3-4. cross-fitted tuned SCALE, then transfer
         --system2-options "samples=5,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=adaptive,confidence=0.95,greedy_first=true;samples=3,stop=adaptive,confidence=0.8,greedy_first=true;samples=5,stop=fixed")
   for fold in a b; do
     rest=$([[ $fold == a ]] && echo b || echo a)
-    n=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$rest.jsonl")
-    scale compile "${common[@]}" --dataset "$out/fold-$fold.jsonl" --train 1 --val $((n - 1)) \
+    k=$(wc -l < "$out/fold-$fold.jsonl"); m=$(wc -l < "$out/fold-$rest.jsonl")
+    scale compile "${common[@]}" --dataset "$out/fold-$fold.jsonl" --train 1 --val $((k - 1)) \
         "${grid[@]}" --out "$out/tuned-$fold.json" --tracking-uri "$store" \
         --experiment "round2-$dataset"
     rm -rf "$out/crossfit-$rest"  # its problems and program change as rounds are added
@@ -114,7 +114,6 @@ tuning() {  # 3-4. cross-fitted tuned SCALE, then transfer
   done
 
   # 4. transfer, both ways once both datasets have a program compiled on all their problems
-  n=$(wc -l < "$out/problems.jsonl")
   scale compile "${common[@]}" --dataset "$out/problems.jsonl" --train 1 --val $((n - 1)) \
       "${grid[@]}" --out "$out/tuned-all.json" --tracking-uri "$store" --experiment "round2-$dataset"
   for pair in "$other $dataset" "$dataset $other"; do
