@@ -7,9 +7,11 @@
 #      problem, through the managed llama-server (4 slots); it resumes: rerun with more
 #      ROUNDS to go on. GSM8K's first pass recorded no logprobs: its cot is drawn again with
 #      them into logprobs/ (vote's chains linked), and the replays below use that one;
-#   2. on the recorded runtime (each call answered from cot's and vote's rows, matched
-#      exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
-#      vote@1..5, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
+#      then vote is extended to 8 chains per problem into chains-8/ (the 5 drawn replayed
+#      by the recorded+server runtime, rollouts 5-7 drawn; cot's recording linked there);
+#   2. on the recorded runtime (each call answered from chains-8/'s cot and vote rows,
+#      matched exactly, see scale/recorded.py): cot, vote and the default SCALE program, with
+#      vote@1..8, Adaptive-Consistency, ESC and greedy-first Adaptive-Consistency replayed
 #      from the chains, in replayed/; the default program gated on the greedy reply's
 #      logprob confidence instead, at several gates (gates/ESTIMATOR/GATE.jsonl); the
 #      estimators (agreement at m = 2 and 5, the logprob confidences) on every problem;
@@ -24,7 +26,10 @@ dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 declare -A folder=([gsm8k]=bench/results/round2-gsm8k-server
                    [math500]=bench/results/round2-math500-l13)
-declare -A recordings_of=([gsm8k]=${folder[gsm8k]}/logprobs [math500]=${folder[math500]})
+declare -A sampled_in=([gsm8k]=${folder[gsm8k]}/logprobs [math500]=${folder[math500]})
+chains=8  # vote's chains per problem: 5 drawn in the first pass, then 3 more
+declare -A recordings_of=([gsm8k]=${folder[gsm8k]}/chains-$chains
+                         [math500]=${folder[math500]}/chains-$chains)
 case $dataset in
   gsm8k) other=math500; data=(--dataset gsm8k --n 100); logprobs=() ;;
   # the 20 problems of round 1 first, then 80 more (a fixed file, in order)
@@ -33,6 +38,7 @@ case $dataset in
   *) echo "unknown dataset $dataset (gsm8k or math500)" >&2; exit 2 ;;
 esac
 out=${folder[$dataset]}
+sampled_recordings=${sampled_in[$dataset]}
 recordings=${recordings_of[$dataset]}
 store=sqlite:///bench/mlflow-round2.db
 export SCALE_LOCAL_RUNTIME=server
@@ -45,10 +51,17 @@ if [[ ${3:-} != replay ]]; then
   scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" \
       --methods cot,vote,plain-cot --out "$out"
 fi
-if [[ ${3:-} != replay && $recordings != "$out" ]]; then
+if [[ ${3:-} != replay && $sampled_recordings != "$out" ]]; then
   scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" --system2-logprobs --methods cot \
+      --out "$sampled_recordings"
+  ln -sf ../vote.jsonl "$sampled_recordings/vote.jsonl"
+fi
+if [[ ${3:-} != replay ]]; then
+  SCALE_LOCAL_RUNTIME=recorded+server SCALE_RECORDINGS=$sampled_recordings scale bench \
+      "${common[@]}" "${sampled[@]}" "${live[@]}" --vote-samples $chains --methods vote \
       --out "$recordings"
-  ln -sf ../vote.jsonl "$recordings/vote.jsonl"
+  ln -sf "$(realpath --relative-to="$recordings" "$sampled_recordings/cot.jsonl")" \
+      "$recordings/cot.jsonl"
 fi
 
 # the problems done, and their two halves, as dataset files
@@ -74,7 +87,8 @@ gates=(0.02 0.04 0.06 0.08 0.1 0.12 0.15 0.2 0.25 0.3 0.4)
 
 replays() {  # 2. every replayed method, the gates, the estimators
   rm -rf "$out/replayed"  # replays are cheap, and must be of the recordings as they are now
-  scale bench "${common[@]}" "${sampled[@]}" --methods cot,vote,scale --out "$out/replayed"
+  scale bench "${common[@]}" "${sampled[@]}" --vote-samples $chains --methods cot,vote,scale \
+      --out "$out/replayed"
   # the default program with its gate on the greedy reply's token logprobs instead of a
   # second reply: one call for a problem it keeps, System 2 going on from it for the rest
   rm -rf "$out/gates"

@@ -47,7 +47,8 @@ def run_example(
         if not pred.answer and steps and Fallback.NO_ANSWER in steps[-1].fallbacks:
             row.error = UNUSABLE
     row.seconds = round(time.perf_counter() - started, 3)
-    if local.runtime_name() == "recorded" and row.usage:  # replayed: the calls' recorded time
+    if local.runtime_name().startswith(local.RECORDED) and row.usage:
+        # replayed (in part): the calls' recorded time, and the model time of any others
         row.seconds = row.usage.get("lm_seconds", 0.0)
     return row
 

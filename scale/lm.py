@@ -345,7 +345,7 @@ def check_model(model: str, api_base: str | None = None) -> None:
             "ollama_chat/qwen3"
         )
     if model.startswith(f"{local.PROVIDER}/"):
-        if local.runtime_name() == "recorded":
+        if local.runtime_name() == local.RECORDED:
             return  # no model runs: the recordings check the name on each call
         name = model.removeprefix(f"{local.PROVIDER}/")
         shipped = packaged.PACKAGED_MODELS.get(name)
@@ -388,13 +388,13 @@ def make_lm(
     check_model(model, api_base)
     client: dict[str, Any] = {}
     if model.startswith(f"{local.PROVIDER}/"):
-        recorded = local.runtime_name() == "recorded"
-        if not recorded:
+        runtime = local.runtime_name()
+        if runtime != local.RECORDED:
             local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
-        client = {"api_base": f"local://{local.runtime_name()}"}
+        client = {"api_base": f"local://{runtime}"}
         # a recorded call costs nothing to repeat and carries its recorded time: no cache
-        cache = cache and not recorded
+        cache = cache and not runtime.startswith(local.RECORDED)
     elif model.startswith(f"{router.PROVIDER}/"):
         client = {"api_base": f"router://{router.POOLS.digest}"}
     elif api_base:

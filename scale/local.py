@@ -5,7 +5,9 @@ Runtimes (``SCALE_LOCAL_RUNTIME`` or ``set_runtime``): ``inproc`` (the default) 
 ``Llama`` per model file in this process, shared by every LM that names it, with calls
 serialized by one lock because a llama.cpp context is not thread-safe; ``server`` runs the
 file behind a managed ``llama-server`` with parallel slots (``scale.llama_server``);
-``recorded`` runs no model and answers from a benchmark's stored rows (``scale.recorded``).
+``recorded`` runs no model and answers from a benchmark's stored rows (``scale.recorded``);
+``recorded+inproc`` and ``recorded+server`` answer from them what they hold and run the model
+for the rest (e.g. more chains per problem than a bench drew: the stored ones are replayed).
 The runtime is part of each call's cache key (as its ``api_base``, ``local://RUNTIME``).
 """
 
@@ -27,7 +29,8 @@ from scale.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, pack
 
 DEFAULT_N_CTX = 8192
 MODEL_RUNTIMES = ("inproc", "server")  # the runtimes that run a model
-RUNTIMES = (*MODEL_RUNTIMES, "recorded")
+RECORDED = "recorded"
+RUNTIMES = (*MODEL_RUNTIMES, RECORDED, *(f"{RECORDED}+{r}" for r in MODEL_RUNTIMES))
 _runtime: str | None = None
 
 
@@ -161,10 +164,21 @@ class LlamaCppProvider(CustomLLM):
         if params.get("top_logprobs") and not params.get("logprobs"):
             params["logprobs"] = True
         runtime = (api_base or "").removeprefix("local://")
-        if runtime == "recorded":
-            response = _response(model, *self._recorded(f"{PROVIDER}/{name}", messages, params))
-            response._hidden_params["recorded"] = True  # counted as served, not spent
-            return response
+        if runtime.startswith(RECORDED):
+            from scale.recorded import RecordingError, recordings
+
+            try:
+                stored = recordings().complete(f"{PROVIDER}/{name}", messages, params)
+            except RecordingError as exc:
+                if runtime == RECORDED:
+                    raise CustomLLMError(
+                        status_code=404, message=f"recorded runtime: {exc}"
+                    ) from None
+            else:
+                response = _response(model, *stored)
+                response._hidden_params["recorded"] = True  # counted as served, not spent
+                return response
+            runtime = runtime.removeprefix(f"{RECORDED}+")  # not recorded: the model runs
         try:
             path = resolve(name)
         except ModelError as exc:
@@ -175,15 +189,6 @@ class LlamaCppProvider(CustomLLM):
         else:
             result, seconds = self._in_process(path, messages, params)
         return _response(model, result, seconds)
-
-    @staticmethod
-    def _recorded(model: str, messages: list, params: dict) -> tuple[dict, float]:
-        from scale.recorded import RecordingError, recordings
-
-        try:
-            return recordings().complete(model, messages, params)
-        except RecordingError as exc:
-            raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
 
     @staticmethod
     def _in_process(path: Path, messages: list, params: dict) -> tuple[dict, float]:

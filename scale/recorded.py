@@ -6,7 +6,8 @@ program whose calls are exactly those (the default SCALE program: System 1's gre
 agreement samples and System 2's chains) can then be run again at no model time: each
 request is served from the stored row of the same request, and a request no row holds
 (other messages, demos, settings, logprobs or a rollout never drawn) fails with a message
-saying why. The messages are matched exactly, by rendering the stored method's own prompt.
+saying why, or, under ``recorded+inproc`` / ``recorded+server``, runs on the model. The
+messages are matched exactly, by rendering the stored method's own prompt.
 Replies carry only the stored answer (as ``\\boxed{}``), usage and seconds, not the
 reasoning text, and the chosen tokens' logprobs where the call asks for them and the row
 holds them (``cot`` run with ``--system2-logprobs``). Recorded calls bypass DSPy's cache

@@ -130,6 +130,27 @@ def test_a_problem_not_recorded_is_a_row_error(recorded, tmp_path):
     assert row.error and "no recorded row" in row.error
 
 
+def test_recorded_then_a_model_extends_vote_with_new_chains(recorded, tmp_path):
+    """recorded+inproc: vote with 6 chains replays the 5 recorded and draws rollout 5 on the
+    (tiny, real) model; every token is counted, only the new ones as spent."""
+    _, dataset = recorded
+    argv = ["bench", "--dataset", str(dataset), "--n", "2", "--methods", "vote", "--quiet"]
+    argv += ["--model", TINY_MODEL, "--runtime", "recorded+inproc", "--vote-samples", "6"]
+    assert main([*argv, "--out", str(tmp_path), "--no-mlflow"]) == 0
+    for row, (_, _, votes) in zip(
+        read_results(tmp_path / "vote.jsonl"), PROBLEMS.values(), strict=True
+    ):
+        samples = row.steps[0]["samples"]
+        assert [s["answer"] for s in samples[:5]] == votes  # replayed
+        assert [s["completion_tokens"] for s in samples[:5]] == [tokens(r)[1] for r in range(5)]
+        assert len(samples) == 6 and row.usage["lm_calls"] == 6
+        assert row.usage["cached_calls"] == 5  # served from the recordings
+        new = sum(s["prompt_tokens"] + s["completion_tokens"] for s in samples[5:])
+        assert row.usage["spent_tokens"] == new > 0
+        assert row.usage["total_tokens"] == new + sum(sum(tokens(r)) for r in range(5))
+        assert row.seconds == pytest.approx(row.usage["lm_seconds"])  # model time, not wall
+
+
 def request(recordings: Recordings, problem: str, **params) -> dict:
     messages = recordings.greedy.messages(problem)
     return recordings.complete(TINY_MODEL, messages, {"max_tokens": 1024, **params})[0]

@@ -82,7 +82,8 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"    {row['path']}")
     print(
         f"Local runtime: {runtime_name()} "
-        "(SCALE_LOCAL_RUNTIME=inproc|server|recorded, or --runtime)."
+        "(SCALE_LOCAL_RUNTIME=inproc|server|recorded|recorded+inproc|recorded+server, "
+        "or --runtime)."
     )
     print("Also accepted: local/PATH.gguf, local/hf:REPO/FILE.gguf, and any litellm model string.")
     return 0

@@ -137,9 +137,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=RUNTIMES,
         help="how local/ models run: inproc (llama.cpp in this process), server (a managed "
-        "llama-server with parallel slots) or recorded (no model: calls answered from the "
-        "cot and vote rows of the bench folder $SCALE_RECORDINGS) (default: "
-        "$SCALE_LOCAL_RUNTIME or inproc)",
+        "llama-server with parallel slots), recorded (no model: calls answered from the "
+        "cot and vote rows of the bench folder $SCALE_RECORDINGS), or recorded+inproc / "
+        "recorded+server (the calls those rows hold answered from them, the rest run on the "
+        "model: e.g. vote with more chains than were drawn) (default: $SCALE_LOCAL_RUNTIME "
+        "or inproc)",
     )
     g.add_argument(
         "--no-cache",
