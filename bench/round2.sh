@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Round 2 as it was run (README "Results"): one sampling pass through the model, then every
 # method whose calls are those samples re-run on them by the recorded runtime (no model).
-# Usage: bench/round2.sh gsm8k|math500 ROUNDS [replay]  (the rounds of 10 problems to use;
-#   replay: skip stage 1, the model runs, e.g. while the other dataset is being sampled)
+# Usage: bench/round2.sh gsm8k|math500 ROUNDS [replay|replays]  (the rounds of 10 problems
+#   to use; replay: skip stage 1, the model runs, e.g. while the other dataset is being
+#   sampled; replays: stages 2 and 5 alone, e.g. after more chains: 3-4 use at most 5)
 #   1. plain-cot, cot (its greedy reply with token logprobs) and 5 sampled chains per
 #      problem, through the managed llama-server (4 slots); it resumes: rerun with more
 #      ROUNDS to go on. GSM8K's first pass recorded no logprobs: its cot is drawn again with
@@ -24,6 +25,8 @@
 set -euo pipefail
 dataset=${1:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
 rounds=${2:?usage: bench/round2.sh gsm8k|math500 ROUNDS}
+mode=${3:-}
+[[ -z $mode || $mode == replay || $mode == replays ]] || { echo "unknown mode $mode" >&2; exit 2; }
 declare -A folder=([gsm8k]=bench/results/round2-gsm8k-server
                    [math500]=bench/results/round2-math500-l13)
 declare -A sampled_in=([gsm8k]=${folder[gsm8k]}/logprobs [math500]=${folder[math500]})
@@ -47,19 +50,20 @@ sampled=("${data[@]}" --round-size 10 --vote-samples 5 --rounds "$rounds" --no-m
 # a 1,024-token reply takes 4-5 minutes in one of 4 slots on 2 cores: --timeout 900
 live=(--timeout 900)
 
-if [[ ${3:-} != replay ]]; then
+if [[ -z $mode ]]; then
   scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" \
       --methods cot,vote,plain-cot --out "$out"
 fi
-if [[ ${3:-} != replay && $sampled_recordings != "$out" ]]; then
+if [[ -z $mode && $sampled_recordings != "$out" ]]; then
   scale bench "${common[@]}" "${sampled[@]}" "${live[@]}" --system2-logprobs --methods cot \
       --out "$sampled_recordings"
   ln -sf ../vote.jsonl "$sampled_recordings/vote.jsonl"
 fi
-if [[ ${3:-} != replay ]]; then
+if [[ -z $mode ]]; then
   SCALE_LOCAL_RUNTIME=recorded+server SCALE_RECORDINGS=$sampled_recordings scale bench \
       "${common[@]}" "${sampled[@]}" "${live[@]}" --vote-samples $chains --methods vote \
       --out "$recordings"
+  mkdir -p "$recordings"
   ln -sf "$(realpath --relative-to="$recordings" "$sampled_recordings/cot.jsonl")" \
       "$recordings/cot.jsonl"
 fi
@@ -143,9 +147,8 @@ tuning() {  # 3-4. cross-fitted tuned SCALE, then transfer
 }
 
 replays & replaying=$!
-tuning & tuning=$!
+if [[ $mode != replays ]]; then tuning & tuning=$!; wait "$tuning"; fi
 wait "$replaying"
-wait "$tuning"
 python bench/round2_report.py "$out"  # summary.md and its plots: every method, paired
 # the other dataset's summary shows the transfer from this one
 if [[ -f ${folder[$other]}/summary.md ]]; then python bench/round2_report.py "${folder[$other]}"; fi
