@@ -49,7 +49,7 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
             methods[name] = rows
     chains = max(len(stored_answers(r)) for r in methods["vote"])
     methods |= replayed_methods(methods["vote"], chains, methods["cot"])
-    del methods["vote"]  # = vote@5
+    del methods["vote"]  # = vote@{chains}
     plain = _rows(folder / "plain-cot.jsonl", ids)
     if plain is not None:
         methods["plain-cot"] = plain
@@ -203,6 +203,22 @@ def first_twenty(folder: Path, methods: dict[str, list[ResultRow]]) -> list[str]
     ]
 
 
+def _more_chains(folder: Path, points: dict[str, dict[str, Any]]) -> list[str]:
+    """Where vote's chains beyond the first pass's were drawn (``chains-N/``), if they were."""
+    chains = max(int(name.split("@")[1]) for name in points if name.startswith("vote@"))
+    extended = folder / f"chains-{chains}" / "report.json"
+    if not extended.is_file():
+        return []
+    run = json.loads(extended.read_text())["machine"]
+    return [
+        "",
+        f"Vote's chains beyond the first pass's, up to {chains}, were drawn later "
+        f"(`chains-{chains}/report.md`: {run['cores']} cores, {run['cpu']}, {run['date'][:10]}; "
+        "the first chains replayed, the rest sampled by the recorded+server runtime): the "
+        "seconds of methods using them mix two runs (two machines where the CPUs differ).",
+    ]
+
+
 def report(folder: Path) -> tuple[str, dict[str, Any]]:
     ids, methods = collect(folder)
     points = {name: _point(name, rows) for name, rows in methods.items()}
@@ -222,6 +238,7 @@ def report(folder: Path) -> tuple[str, dict[str, Any]]:
         "recorded runtime. Seconds are the model seconds of the calls a method uses, as the "
         "server timed them (plain-cot: wall time in the sampling run): a compute measure, "
         "comparable as ratios here.",
+        *_more_chains(folder, points),
         "",
         *(f"- `{m}` sha256 `{h}`" for m, h in sampling["model_sha256"].items() if h),
         "- packages: " + ", ".join(f"{k} {v}" for k, v in sampled["packages"].items()),
