@@ -61,8 +61,8 @@ if [[ -z $mode && $sampled_recordings != "$out" ]]; then
 fi
 if [[ -z $mode ]]; then
   SCALE_LOCAL_RUNTIME=recorded+server SCALE_RECORDINGS=$sampled_recordings scale bench \
-      "${common[@]}" "${sampled[@]}" "${live[@]}" --vote-samples $chains --methods vote \
-      --out "$recordings"
+      "${common[@]}" "${sampled[@]}" "${live[@]}" "${logprobs[@]}" --vote-samples $chains \
+      --methods vote --out "$recordings"
   mkdir -p "$recordings"
   ln -sf "$(realpath --relative-to="$recordings" "$sampled_recordings/cot.jsonl")" \
       "$recordings/cot.jsonl"
