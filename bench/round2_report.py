@@ -6,10 +6,11 @@ estimators, and the accuracy/tokens and accuracy/time planes.
 
 Reads what ``bench/round2.sh`` wrote in the folder: ``replayed/`` (cot, vote and the default
 program, replayed from the recordings; the voting peers are replayed from vote's chains
-here), ``plain-cot.jsonl`` (the sampling run), ``gates/ESTIMATOR/G.jsonl`` (the default
-program gated at G on a one-call estimator instead), ``crossfit-a/``, ``crossfit-b/``
-(tuned by cross-fitting), ``transfer-from-*/`` (tuned on the other dataset),
-``first-20/`` (methods run on the first 20 problems only) and ``estimators-problems-*/``.
+here, capped at all the chains and, named "cap 5", at the first pass's),
+``plain-cot.jsonl`` (the sampling run), ``gates/ESTIMATOR/G.jsonl`` (the default program
+gated at G on a one-call estimator instead), ``crossfit-a/``, ``crossfit-b/`` (tuned by
+cross-fitting), ``transfer-from-*/`` (tuned on the other dataset), ``first-20/`` (methods
+run on the first 20 problems only) and ``estimators-problems-*/``.
 Writes ``summary.md``, ``summary.json``, ``summary.png`` (accuracy vs tokens) and
 ``summary-time.png`` (vs model seconds).
 """
@@ -49,6 +50,11 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
             methods[name] = rows
     chains = max(len(stored_answers(r)) for r in methods["vote"])
     methods |= replayed_methods(methods["vote"], chains, methods["cot"])
+    if chains > TARGET_VOTE:  # the stopping rules capped at the first pass's chains too
+        capped = replayed_methods(methods["vote"], TARGET_VOTE, methods["cot"])
+        methods |= {
+            f"{k} cap {TARGET_VOTE}": v for k, v in capped.items() if not k.startswith("vote@")
+        }
     del methods["vote"]  # = vote@{chains}
     plain = _rows(folder / "plain-cot.jsonl", ids)
     if plain is not None:
