@@ -165,16 +165,10 @@ class LlamaCppProvider(CustomLLM):
             params["logprobs"] = True
         runtime = (api_base or "").removeprefix("local://")
         if runtime.startswith(RECORDED):
-            from scale.recorded import RecordingError, recordings
-
-            try:
-                stored = recordings().complete(f"{PROVIDER}/{name}", messages, params)
-            except RecordingError as exc:
-                if runtime == RECORDED:
-                    raise CustomLLMError(
-                        status_code=404, message=f"recorded runtime: {exc}"
-                    ) from None
-            else:
+            stored = self._recorded(
+                f"{PROVIDER}/{name}", messages, params, strict=runtime == RECORDED
+            )
+            if stored is not None:
                 response = _response(model, *stored)
                 response._hidden_params["recorded"] = True  # counted as served, not spent
                 return response
@@ -189,6 +183,25 @@ class LlamaCppProvider(CustomLLM):
         else:
             result, seconds = self._in_process(path, messages, params)
         return _response(model, result, seconds)
+
+    @staticmethod
+    def _recorded(
+        model: str, messages: list, params: dict, *, strict: bool
+    ) -> tuple[dict, float] | None:
+        """The stored reply to this request and its seconds; None when no row holds it and
+        not ``strict``. Recordings that cannot be loaded fail either way."""
+        from scale.recorded import RecordingError, recordings
+
+        try:
+            store = recordings()
+        except RecordingError as exc:
+            raise CustomLLMError(status_code=400, message=f"recorded runtime: {exc}") from None
+        try:
+            return store.complete(model, messages, params)
+        except RecordingError as exc:
+            if strict:
+                raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
+            return None
 
     @staticmethod
     def _in_process(path: Path, messages: list, params: dict) -> tuple[dict, float]:

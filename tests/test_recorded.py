@@ -151,6 +151,17 @@ def test_recorded_then_a_model_extends_vote_with_new_chains(recorded, tmp_path):
         assert row.seconds == pytest.approx(row.usage["lm_seconds"])  # model time, not wall
 
 
+def test_recorded_then_a_model_refuses_to_run_without_recordings(recorded, tmp_path, monkeypatch):
+    """A missing recordings folder is an error, not a silent run of every call on the model."""
+    _, dataset = recorded
+    monkeypatch.setenv("SCALE_RECORDINGS", str(tmp_path / "nothing"))
+    argv = ["bench", "--dataset", str(dataset), "--n", "1", "--methods", "cot", "--quiet"]
+    argv += ["--model", TINY_MODEL, "--runtime", "recorded+inproc", "--out", str(tmp_path)]
+    main([*argv, "--no-mlflow", "--retries", "0"])
+    (row,) = read_results(tmp_path / "cot.jsonl")
+    assert row.error and "no recorded rows" in row.error and not row.usage
+
+
 def request(recordings: Recordings, problem: str, **params) -> dict:
     messages = recordings.greedy.messages(problem)
     return recordings.complete(TINY_MODEL, messages, {"max_tokens": 1024, **params})[0]
