@@ -11,14 +11,18 @@ same thing.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dspy
 from tqdm import tqdm
 
 from scale.optimizers.evaluate import in_parallel
+from scale.optimizers.results import ResultsFileError
 from scale.programs.estimators import Estimator, Evidence, build_estimator
+from scale.programs.io import fingerprint
 from scale.programs.records import Rating
 from scale.programs.route import Routing
 from scale.programs.scale import SCALE
@@ -90,14 +94,19 @@ def collect_outcomes(
     steps: bool = True,
     threads: int = 1,
     progress: bool = False,
+    journal: Path | None = None,
 ) -> tuple[list[Outcome], dict[str, str]]:
     """Label the steps of each example (with ``steps``) and the whole problem (with
     ``problems``), recording each estimator's score; the final (question) step is skipped,
     as SCALE forces it to System 2. ``threads`` examples are labelled at once; outcomes
     keep the examples' order. An example that raises is left out and its error returned
-    (by id)."""
+    (by id). With ``journal``, each example's outcomes are appended to that file as it is
+    labelled, and the examples it holds from a run with the same program, estimators and
+    levels are not labelled again (an interrupted run resumes)."""
     copy = _labelling_copy(program)
     parts = [build_estimator(name, copy) for name in estimators]
+    settings = {"program": fingerprint(program), "estimators": list(estimators)}
+    done = _journal(journal, settings | {"problems": problems, "steps": steps})
 
     def label(example: dspy.Example) -> tuple[str, list[Outcome] | str]:
         try:
@@ -105,10 +114,20 @@ def collect_outcomes(
         except Exception as exc:  # recorded per example; the comparison goes on
             return str(example.id), f"{type(exc).__name__}: {exc}"
 
-    labelled = in_parallel(label, examples, threads)
-    found = dict(
-        tqdm(labelled, total=len(examples), desc="outcomes", unit="problem", disable=not progress)
-    )
+    todo = [e for e in examples if str(e.id) not in done]
+    found: dict[str, list[Outcome] | str] = dict(done)
+    for example_id, result in tqdm(
+        in_parallel(label, todo, threads),
+        total=len(todo),
+        desc="outcomes",
+        unit="problem",
+        disable=not progress,
+    ):
+        found[example_id] = result
+        if journal is not None and not isinstance(result, str):
+            record = {"id": example_id, "outcomes": [o.to_dict() for o in result]}
+            with journal.open("a") as f:
+                f.write(json.dumps(record) + "\n")
     outcomes: list[Outcome] = []
     errors: dict[str, str] = {}
     for example in examples:
@@ -118,6 +137,36 @@ def collect_outcomes(
         else:
             outcomes += result
     return outcomes, errors
+
+
+def _journal(path: Path | None, settings: dict[str, Any]) -> dict[str, list[Outcome]]:
+    """The outcomes ``path`` holds by example id, after checking they were labelled with
+    ``settings``; a new journal starts with them."""
+    if path is None:
+        return {}
+    settings = json.loads(json.dumps(settings))  # as stored
+    if not path.exists() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"settings": settings}) + "\n")
+        return {}
+    text = path.read_text()
+    if not text.endswith("\n"):  # cut short: what follows starts on a line of its own
+        with path.open("a") as f:
+            f.write("\n")
+    header, *lines = text.splitlines()
+    if json.loads(header).get("settings") != settings:
+        raise ResultsFileError(
+            f"{path} holds outcomes labelled with another program, estimators or levels: "
+            "use another --out, or delete it to start over"
+        )
+    done = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the last line of an interrupted run: labelled again
+            continue
+        done[record["id"]] = [Outcome(**o) for o in record["outcomes"]]
+    return done
 
 
 def _example_outcomes(

@@ -253,7 +253,8 @@ def estimator_report(
     """Compare difficulty estimators on the same steps and problems: AUROC for System 1's
     failure, score distributions, and the best threshold of each (the one that keeps most
     of System 1's right answers while sending its failures to System 2). Writes
-    ``estimators.json``, ``estimators.md`` and ``outcomes.jsonl``."""
+    ``estimators.json``, ``estimators.md`` and ``outcomes.jsonl``; ``labelled.jsonl`` keeps
+    each example's outcomes as it is labelled, so an interrupted run resumes."""
     from scale.optimizers.outcomes import collect_outcomes, estimator_quality
 
     out_dir = Path(out_dir)
@@ -265,6 +266,7 @@ def estimator_report(
         steps="steps" in levels,
         threads=threads,
         progress=progress,
+        journal=out_dir / "labelled.jsonl",
     )
     atomic_write_text(
         out_dir / "outcomes.jsonl", "".join(json.dumps(o.to_dict()) + "\n" for o in outcomes)

@@ -172,6 +172,12 @@ def test_estimators_on_problems_only_never_decompose(world, dataset, tmp_path, c
     assert world.count("Break the math problem") == 0
     assert run([*argv[:-2], "--levels", "words", "--out", str(out_dir)]) == 2
     assert "--levels takes steps and/or problems" in capsys.readouterr().err
+    # run again: resumed from labelled.jsonl, nothing labelled twice; other settings refused
+    lines = (out_dir / "labelled.jsonl").read_text()
+    assert run(argv) == 0 and (out_dir / "labelled.jsonl").read_text() == lines
+    assert json.loads((out_dir / "estimators.json").read_text())["n_problems"] == 4
+    assert run([*argv, "--estimators", "self"]) == 2
+    assert "labelled with another program, estimators or levels" in capsys.readouterr().err
 
 
 def test_an_unusable_tracking_store_does_not_stop_the_run(world, dataset, tmp_path, capsys):

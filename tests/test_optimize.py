@@ -14,6 +14,7 @@ from scale.optimizers import (
     CostAware,
     Grid,
     ResultRow,
+    ResultsFileError,
     SCALEOptimizer,
     Trial,
     auroc,
@@ -264,6 +265,41 @@ def test_outcomes_record_a_failing_problem_and_go_on(world):
     outcomes, errors = collect_outcomes(program(), EXAMPLES, ("self",), problems=False)
     assert [o.example_id for o in outcomes] == ["A", "B", "D"]
     assert list(errors) == ["C"] and "backend down" in errors["C"]
+
+
+def test_outcomes_resume_from_their_journal(world, tmp_path):
+    """An interrupted comparison goes on: what the journal holds is not labelled again, a
+    line cut short is, and a journal of other settings is refused."""
+    journal = tmp_path / "labelled.jsonl"
+    down = {"C"}
+
+    def solve(prompt: str, params: dict) -> str:
+        if pid(prompt) in down:
+            raise RuntimeError("backend down")
+        return solve_step(prompt, params)
+
+    world.rules.insert(0, (r"Now answer:", solve))
+    _, errors = collect_outcomes(program(), EXAMPLES, ("self",), problems=False, journal=journal)
+    assert list(errors) == ["C"]
+    *kept, last = journal.read_text().splitlines()
+    assert json.loads(last)["id"] == "D"
+    journal.write_text("\n".join([*kept, last[:20]]))  # interrupted while writing D
+    down = set()
+    outcomes, errors = collect_outcomes(
+        program(), EXAMPLES, ("self",), problems=False, journal=journal
+    )
+    assert errors == {} and [o.example_id for o in outcomes] == ["A", "B", "C", "D"]
+    written = []
+    for line in journal.read_text().splitlines()[1:]:
+        try:
+            written.append(json.loads(line)["id"])
+        except json.JSONDecodeError:
+            written.append("cut")
+    assert written == ["A", "B", "cut", "C", "D"]  # A and B labelled once
+    fresh, _ = collect_outcomes(program(), EXAMPLES, ("self",), problems=False)
+    assert [o.to_dict() for o in outcomes] == [o.to_dict() for o in fresh]
+    with pytest.raises(ResultsFileError, match="another program, estimators or levels"):
+        collect_outcomes(program(), EXAMPLES, ("agreement",), problems=False, journal=journal)
 
 
 def test_outcomes_labelled_in_parallel_match_one_at_a_time(world):

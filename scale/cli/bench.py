@@ -120,7 +120,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "problem and runs System 2 on every step) and/or problems (System 1's whole-problem "
         "answer against the gold one) (default: %(default)s)",
     )
-    p.add_argument("--out", required=True, help="folder for estimators.json/.md, outcomes.jsonl")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for estimators.json/.md and outcomes.jsonl; labelled.jsonl there keeps "
+        "each problem's outcomes as it is labelled, and a rerun with the same settings "
+        "resumes from it",
+    )
     add_threads_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_tracking_options(p)
