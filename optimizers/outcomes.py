@@ -145,20 +145,24 @@ def _journal(path: Path | None, settings: dict[str, Any]) -> dict[str, list[Outc
     if path is None:
         return {}
     settings = json.loads(json.dumps(settings))  # as stored
-    if not path.exists() or not path.read_text().strip():
+    text = path.read_text() if path.exists() else ""
+    if not text.strip():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"settings": settings}) + "\n")
         return {}
-    text = path.read_text()
+    header, *lines = text.splitlines()
+    try:
+        stored = json.loads(header).get("settings")
+    except (json.JSONDecodeError, AttributeError):
+        stored = None
+    if stored != settings:
+        raise ResultsFileError(
+            f"{path} is not a journal of this comparison (another program, estimators or "
+            "levels): use another --out, or delete it to start over"
+        )
     if not text.endswith("\n"):  # cut short: what follows starts on a line of its own
         with path.open("a") as f:
             f.write("\n")
-    header, *lines = text.splitlines()
-    if json.loads(header).get("settings") != settings:
-        raise ResultsFileError(
-            f"{path} holds outcomes labelled with another program, estimators or levels: "
-            "use another --out, or delete it to start over"
-        )
     done = {}
     for line in lines:
         try:

@@ -300,6 +300,9 @@ def test_outcomes_resume_from_their_journal(world, tmp_path):
     assert [o.to_dict() for o in outcomes] == [o.to_dict() for o in fresh]
     with pytest.raises(ResultsFileError, match="another program, estimators or levels"):
         collect_outcomes(program(), EXAMPLES, ("agreement",), problems=False, journal=journal)
+    journal.write_text("not a journal\n")
+    with pytest.raises(ResultsFileError, match="is not a journal of this comparison"):
+        collect_outcomes(program(), EXAMPLES, ("self",), problems=False, journal=journal)
 
 
 def test_outcomes_labelled_in_parallel_match_one_at_a_time(world):
