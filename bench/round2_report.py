@@ -40,8 +40,8 @@ def _rows(path: Path, ids: list[str]) -> list[ResultRow] | None:
     return [found[i] for i in ids] if all(i in found for i in ids) else None
 
 
-def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
-    """The problems done, and every method's rows on all of them."""
+def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]], int]:
+    """The problems done, every method's rows on all of them, and vote's chains a problem."""
     ids = [json.loads(line)["id"] for line in (folder / "problems.jsonl").open()]
     methods: dict[str, list[ResultRow]] = {}
     for name in ("cot", "vote", "scale"):
@@ -71,7 +71,7 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]]]:
         rows = _rows(path, ids)
         if rows is not None:
             methods[f"tuned on {path.parent.name.removeprefix('transfer-from-')}"] = rows
-    return ids, methods
+    return ids, methods, chains
 
 
 def _gate(path: Path) -> float:
@@ -209,9 +209,8 @@ def first_twenty(folder: Path, methods: dict[str, list[ResultRow]]) -> list[str]
     ]
 
 
-def _more_chains(folder: Path, points: dict[str, dict[str, Any]]) -> list[str]:
+def _more_chains(folder: Path, chains: int) -> list[str]:
     """Where vote's chains beyond the first pass's were drawn (``chains-N/``), if they were."""
-    chains = max(int(name.split("@")[1]) for name in points if name.startswith("vote@"))
     extended = folder / f"chains-{chains}" / "report.json"
     if not extended.is_file():
         return []
@@ -226,7 +225,7 @@ def _more_chains(folder: Path, points: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def report(folder: Path) -> tuple[str, dict[str, Any]]:
-    ids, methods = collect(folder)
+    ids, methods, chains = collect(folder)
     points = {name: _point(name, rows) for name, rows in methods.items()}
     for name, point in points.items():  # paired, for readers of summary.json
         point["vs_cot"] = paired(methods["cot"], methods[name])
@@ -244,7 +243,7 @@ def report(folder: Path) -> tuple[str, dict[str, Any]]:
         "recorded runtime. Seconds are the model seconds of the calls a method uses, as the "
         "server timed them (plain-cot: wall time in the sampling run): a compute measure, "
         "comparable as ratios here.",
-        *_more_chains(folder, points),
+        *_more_chains(folder, chains),
         "",
         *(f"- `{m}` sha256 `{h}`" for m, h in sampling["model_sha256"].items() if h),
         "- packages: " + ", ".join(f"{k} {v}" for k, v in sampled["packages"].items()),
