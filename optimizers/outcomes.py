@@ -11,7 +11,6 @@ same thing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import dspy
 from tqdm import tqdm
 
 from scale.optimizers.evaluate import in_parallel
-from scale.optimizers.results import ResultsFileError
+from scale.optimizers.results import ResultsFile
 from scale.programs.estimators import Estimator, Evidence, build_estimator
 from scale.programs.io import fingerprint
 from scale.programs.records import Rating
@@ -106,7 +105,10 @@ def collect_outcomes(
     copy = _labelling_copy(program)
     parts = [build_estimator(name, copy) for name in estimators]
     settings = {"program": fingerprint(program), "estimators": list(estimators)}
-    done = _journal(journal, settings | {"problems": problems, "steps": steps})
+    settings |= {"problems": problems, "steps": steps}
+    writer = ResultsFile(journal, identity=settings, resume=True) if journal else None
+    stored = writer.records if writer else []
+    done = {r["id"]: [Outcome(**o) for o in r["outcomes"]] for r in stored}
 
     def label(example: dspy.Example) -> tuple[str, list[Outcome] | str]:
         try:
@@ -116,18 +118,20 @@ def collect_outcomes(
 
     todo = [e for e in examples if str(e.id) not in done]
     found: dict[str, list[Outcome] | str] = dict(done)
-    for example_id, result in tqdm(
-        in_parallel(label, todo, threads),
-        total=len(todo),
-        desc="outcomes",
-        unit="problem",
-        disable=not progress,
-    ):
-        found[example_id] = result
-        if journal is not None and not isinstance(result, str):
-            record = {"id": example_id, "outcomes": [o.to_dict() for o in result]}
-            with journal.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    try:
+        for example_id, result in tqdm(
+            in_parallel(label, todo, threads),
+            total=len(todo),
+            desc="outcomes",
+            unit="problem",
+            disable=not progress,
+        ):
+            found[example_id] = result
+            if writer and not isinstance(result, str):
+                writer.append({"id": example_id, "outcomes": [o.to_dict() for o in result]})
+    finally:
+        if writer:
+            writer.close()
     outcomes: list[Outcome] = []
     errors: dict[str, str] = {}
     for example in examples:
@@ -137,40 +141,6 @@ def collect_outcomes(
         else:
             outcomes += result
     return outcomes, errors
-
-
-def _journal(path: Path | None, settings: dict[str, Any]) -> dict[str, list[Outcome]]:
-    """The outcomes ``path`` holds by example id, after checking they were labelled with
-    ``settings``; a new journal starts with them."""
-    if path is None:
-        return {}
-    settings = json.loads(json.dumps(settings))  # as stored
-    text = path.read_text() if path.exists() else ""
-    if not text.strip():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"settings": settings}) + "\n")
-        return {}
-    header, *lines = text.splitlines()
-    try:
-        stored = json.loads(header).get("settings")
-    except (json.JSONDecodeError, AttributeError):
-        stored = None
-    if stored != settings:
-        raise ResultsFileError(
-            f"{path} is not a journal of this comparison (another program, estimators or "
-            "levels): use another --out, or delete it to start over"
-        )
-    if not text.endswith("\n"):  # cut short: what follows starts on a line of its own
-        with path.open("a") as f:
-            f.write("\n")
-    done = {}
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # the last line of an interrupted run: labelled again
-            continue
-        done[record["id"]] = [Outcome(**o) for o in record["outcomes"]]
-    return done
 
 
 def _example_outcomes(

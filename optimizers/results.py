@@ -86,12 +86,12 @@ def read_header(path: str | Path) -> dict[str, Any]:
     )
 
 
-def read_results(path: str | Path) -> list[ResultRow]:
-    """Rows of a results file (with or without a header); a torn (partially written) last
-    line is ignored and each id is kept once: a later row for an id (a retried error)
-    supersedes the earlier one."""
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects a results file holds after its header (or in a file without one); a
+    torn (partially written) last line is ignored, an unreadable complete line skipped with
+    a warning."""
     path = Path(path)
-    rows: dict[str, ResultRow] = {}
+    records = []
     for number, raw in _lines(path):
         try:
             data = json.loads(raw)
@@ -99,7 +99,21 @@ def read_results(path: str | Path) -> list[ResultRow]:
             if raw.endswith(b"\n"):
                 warnings.warn(f"{path}:{number}: unreadable result line skipped", stacklevel=2)
             continue
-        if isinstance(data, dict) and "id" in data and "gold" in data:
+        if isinstance(data, dict) and HEADER_KEY not in data:
+            records.append(data)
+    return records
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    """Rows of a results file (with or without a header), torn last line ignored; each id
+    is kept once: a later row for an id (a retried error) supersedes the earlier one."""
+    return _rows(read_records(path))
+
+
+def _rows(records: list[dict[str, Any]]) -> list[ResultRow]:
+    rows: dict[str, ResultRow] = {}
+    for data in records:
+        if "id" in data and "gold" in data:
             row = ResultRow.from_dict(data)
             rows[row.id] = row
     return list(rows.values())
@@ -118,12 +132,15 @@ def _drop_torn_tail(path: Path) -> None:
 
 
 class ResultsFile:
-    """Append-only JSONL writer, one flushed and fsynced line per example, thread-safe.
-    ``identity`` names the run; resuming a file whose header differs is refused."""
+    """Append-only JSONL writer, one flushed and fsynced line per record, thread-safe.
+    ``identity`` names the run; resuming a file whose header differs is refused. On resume,
+    ``records`` holds what the file had and ``done`` its result rows."""
 
     def __init__(self, path: str | Path, *, identity: dict[str, Any], resume: bool):
         self.path = Path(path)
+        self._lock = threading.Lock()
         self.identity = json.loads(json.dumps(identity, default=str))
+        self.records: list[dict[str, Any]] = []
         self.done: list[ResultRow] = []
         if self.path.exists():
             if not resume:
@@ -142,22 +159,23 @@ class ResultsFile:
                     "resume it with the same options, or choose another --out"
                 )
             _drop_torn_tail(self.path)
-            self.done = read_results(self.path)
+            self.records = read_records(self.path)
+            self.done = _rows(self.records)
             self._file = self.path.open("a", encoding="utf-8")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("x", encoding="utf-8")
-            self._append({HEADER_KEY: RESULTS_VERSION, "identity": self.identity})
-        self._lock = threading.Lock()
+            self.append({HEADER_KEY: RESULTS_VERSION, "identity": self.identity})
 
-    def _append(self, data: dict[str, Any]) -> None:
-        self._file.write(json.dumps(data, default=str) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record (a JSON object) as a line of its own."""
+        with self._lock:
+            self._file.write(json.dumps(record, default=str) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def write(self, row: ResultRow) -> None:
-        with self._lock:
-            self._append(row.to_dict())
+        self.append(row.to_dict())
 
     def close(self) -> None:
         self._file.close()

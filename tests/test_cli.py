@@ -177,7 +177,7 @@ def test_estimators_on_problems_only_never_decompose(world, dataset, tmp_path, c
     assert run(argv) == 0 and (out_dir / "labelled.jsonl").read_text() == lines
     assert json.loads((out_dir / "estimators.json").read_text())["n_problems"] == 4
     assert run([*argv, "--estimators", "self"]) == 2
-    assert "another program, estimators or levels" in capsys.readouterr().err
+    assert "another run (different estimators)" in capsys.readouterr().err
 
 
 def test_an_unusable_tracking_store_does_not_stop_the_run(world, dataset, tmp_path, capsys):
