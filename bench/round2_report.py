@@ -10,7 +10,7 @@ here, capped at all the chains and, named "cap 5", at the first pass's),
 ``plain-cot.jsonl`` (the sampling run), ``gates/ESTIMATOR/G.jsonl`` (the default program
 gated at G on a one-call estimator instead), ``crossfit-a/``, ``crossfit-b/`` (tuned by
 cross-fitting), ``transfer-from-*/`` (tuned on the other dataset), ``first-20/`` (methods
-run on the first 20 problems only) and ``estimators-problems-*/``.
+run on the first 20 problems only), ``estimators-problems-*/`` and ``estimators-steps*/``.
 Writes ``summary.md``, ``summary.json``, ``summary.png`` (accuracy vs tokens) and
 ``summary-time.png`` (vs model seconds).
 """
@@ -110,7 +110,7 @@ def _vs(base: list[ResultRow] | None, rows: list[ResultRow]) -> str:
     )
 
 
-def targets(points: dict[str, dict[str, Any]], auroc: float | None) -> list[tuple[str, str]]:
+def targets(points: dict[str, dict[str, Any]], auroc: dict[str, float]) -> list[tuple[str, str]]:
     """The allocation issue's targets for tuned SCALE, each with the numbers."""
     tuned, cot, vote = points.get("tuned"), points["cot"], points[f"vote@{TARGET_VOTE}"]
     out = []
@@ -148,37 +148,42 @@ def targets(points: dict[str, dict[str, Any]], auroc: float | None) -> list[tupl
                 f"{'met' if gain >= 0.1 else '**missed**'}: {gain * 100:+.0f} points",
             )
         )
-    if auroc is not None:
+    for level, best in sorted(auroc.items()):
         out.append(
             (
-                "the best estimator's AUROC for System 1's failure at least 0.75",
-                f"{'met' if auroc >= 0.75 else '**missed**'}: {auroc:.2f} (problem level)",
+                f"the best estimator's AUROC for System 1's failure at least 0.75 ({level})",
+                f"{'met' if best >= 0.75 else '**missed**'}: {best:.2f}",
             )
         )
     return out
 
 
-def estimator_table(folder: Path) -> tuple[list[str], float | None]:
-    """AUROC and best threshold of every estimator run at the problem level."""
+def estimator_table(folder: Path) -> tuple[list[str], dict[str, float]]:
+    """AUROC, score quartiles and best threshold of every estimator run on these samples
+    (``estimators-problems-*/``, ``estimators-steps*/``), at each level it was run at; and
+    the best AUROC at each level."""
     lines = [
-        "| estimator | folder | problems (hard) | AUROC for CoT's failure | distinct scores | "
-        "best threshold: S1 kept right / failures escalated |",
-        "|---|---|---|---|---|---|",
+        "| estimator | folder | level | n (hard) | AUROC for System 1's failure | "
+        "distinct scores | quartiles | best threshold: S1 kept right / failures escalated |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    best = None
-    for path in sorted(folder.glob("estimators-problems-*/estimators.json")):
+    best: dict[str, float] = {}
+    runs = [*folder.glob("estimators-problems-*"), *folder.glob("estimators-steps*")]
+    for path in sorted(run / "estimators.json" for run in runs):
         found = json.loads(path.read_text())
         for name, levels in found["estimators"].items():
-            p = levels["problems"]
-            if not p["n"]:
-                continue
-            t = p["best_threshold"] or {}
-            lines.append(
-                f"| {name} | {path.parent.name} | {p['n']} ({p['hard']}) | {p['auroc']:.2f} | "
-                f"{p['distinct']} | {t.get('threshold', '-')}: {t.get('kept_right', 0):.2f} / "
-                f"{t.get('escalated_wrong', 0):.2f} |"
-            )
-            best = p["auroc"] if best is None else max(best, p["auroc"])
+            for level, q in levels.items():
+                if not q["n"]:
+                    continue
+                t = q["best_threshold"] or {}
+                quartiles = " / ".join(f"{v:.3g}" for v in q["quartiles"])
+                lines.append(
+                    f"| {name} | {path.parent.name} | {level} | {q['n']} ({q['hard']}) | "
+                    f"{q['auroc']:.2f} | {q['distinct']} | {quartiles} | "
+                    f"{t.get('threshold', '-')}: {t.get('kept_right', 0):.2f} / "
+                    f"{t.get('escalated_wrong', 0):.2f} |"
+                )
+                best[level] = max(best.get(level, 0.0), q["auroc"])
     return lines, best
 
 
@@ -280,7 +285,14 @@ def report(folder: Path) -> tuple[str, dict[str, Any]]:
             for name, rows in methods.items()
             if name != "tuned"
         ]
-    lines += ["", "## Difficulty estimators (problem level: hard = greedy CoT wrong)", ""]
+    lines += [
+        "",
+        "## Difficulty estimators",
+        "",
+        "A problem is hard when greedy CoT's answer to it is wrong; a step, when System 1's "
+        "greedy answer differs from System 2's in the same context (`scale estimators`).",
+        "",
+    ]
     lines += estimators
     plotted = [p for p in points.values() if p["label"] != "plain-cot"]
     title = f"{folder.name}: {len(ids)} problems"
