@@ -84,11 +84,13 @@ def replay_rows(rows: list[ResultRow], rule: StopRule) -> list[ResultRow]:
 def greedy_first(greedy_rows: list[ResultRow], vote_rows: list[ResultRow]) -> list[ResultRow]:
     """Vote's rows with their first chain replaced by the greedy one of ``greedy_rows`` (CoT,
     matched by id): the chains greedy-first self-consistency draws, in order (the greedy
-    call, then rollouts 1..). Where either row has no samples (an error), that row stays."""
+    call, then rollouts 1..). A greedy reply with no answer (an error row that keeps its
+    sample) is a first chain like any other: the vote goes on past it. Where either row has
+    no samples at all, that row stays."""
     greedy = {row.id: row for row in greedy_rows}
     out = []
     for row in vote_rows:
-        first = stored_answers(greedy[row.id]) if row.id in greedy else []
+        first = _recorded_samples(greedy[row.id]) if row.id in greedy else []
         samples = stored_answers(row)
         if not first or not samples:
             out.append(greedy.get(row.id, row) if samples else row)
@@ -96,3 +98,8 @@ def greedy_first(greedy_rows: list[ResultRow], vote_rows: list[ResultRow]) -> li
         step = dict(row.steps[0]) | {"samples": first[:1] + samples[1:]}
         out.append(replace(row, steps=[step]))
     return out
+
+
+def _recorded_samples(row: ResultRow) -> list[dict]:
+    """The samples a single-step row recorded, whether or not they gave an answer."""
+    return list(row.steps[0].get("samples") or []) if len(row.steps) == 1 else []

@@ -8,6 +8,7 @@ import threading
 
 import dspy
 import pytest
+from conftest import ScriptedText
 from world import EXAMPLES, install, pid, program, solve_step
 
 from scale.optimizers import (
@@ -400,9 +401,23 @@ def test_replaying_stored_samples_equals_sampling_online(scripted, rule):
 
 @pytest.mark.parametrize("confidence", [0.8, 0.95])
 def test_greedy_first_replay_from_cot_and_vote_equals_sampling_online(scripted, confidence):
+    """Including a problem whose greedy reply ran into max_tokens with no answer (CoT's row
+    an error): online, the vote goes on sampling past it, and so does the replay."""
     from scale.programs import CoT
 
     examples = _voting_world(scripted)
+
+    def no_greedy_answer(prompt: str, params: dict) -> str:
+        return (
+            ScriptedText.cut("Let x be the price.\nThen 2x is")
+            if params.get("seed") is None
+            else "\\boxed{5}"
+        )
+
+    scripted.rules.insert(0, (r"Problem D: go", no_greedy_answer))
+    examples.append(
+        dspy.Example(id="D", problem="Problem D: go.", answer="5").with_inputs("problem")
+    )
     profile = {"adapter": "native", "samples": 8}
     votes, _ = evaluate(Vote(system2("scripted/s2", **profile)), examples, progress=False)
     cots, _ = evaluate(CoT(system2("scripted/s2", adapter="native")), examples, progress=False)
@@ -411,6 +426,7 @@ def test_greedy_first_replay_from_cot_and_vote_equals_sampling_online(scripted, 
     )
     online, _ = evaluate(Vote(online_profile), examples, progress=False)
     rule = StopRule("adaptive", 8, confidence=confidence)
+    assert cots[-1].error and online[-1].predicted == "5"
     for row, live in zip(greedy_first(cots, votes), online, strict=True):
         replayed = replay(row, rule)
         assert replayed.predicted == live.predicted and replayed.correct == live.correct
