@@ -139,7 +139,8 @@ def run_bench(
     (the rest stays planned). Results go to ``out_dir/METHOD.jsonl``
     (resumed if present, error rows redone when ``retry_errors``); the voting methods of
     ``REPLAYED`` come from vote's samples. A resumed run that runs nothing new leaves the
-    report as it was (its machine and times are those of the runs that made the rows).
+    report as it was (its machine and times are those of the runs that made the rows), or
+    writes a missing one once, for all the rounds.
     Returns the last report."""
     if not examples:
         raise ValueError("no examples to benchmark")
@@ -152,7 +153,8 @@ def run_bench(
     report_file = out_dir / "report.json"
     report: dict[str, Any] = json.loads(report_file.read_text()) if report_file.exists() else {}
     ran = False  # whether this run has made any row yet
-    for start in range(0, len(examples), size)[:rounds]:
+    starts = range(0, len(examples), size)[:rounds]
+    for start in starts:
         chunk = examples[start : start + size]
         done = start + len(chunk)
         for name in sampled:
@@ -178,7 +180,7 @@ def run_bench(
             rows[name] += chunk_rows
             wall[name] += summary.wall_s
             ran |= any(r.id not in stored or (retry_errors and stored[r.id]) for r in chunk_rows)
-        if not ran and report:
+        if not ran and (report or start != starts[-1]):
             continue
         results = {name: rows[name] for name in sampled}
         if "vote" in results:

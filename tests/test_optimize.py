@@ -491,6 +491,11 @@ def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path
     assert len(scripted.calls) == calls  # the first round's problems, all done: no call
     # nothing new ran: the report (its machine, times and methods) stays as it was
     assert (tmp_path / "report.json").read_text() == written and again["n"] == 3
+    (tmp_path / "report.json").unlink()  # a missing report is written again, for all rounds
+    again = run_bench(examples, ["cot", "vote"], build, tmp_path, dataset="dev", models="m",
+                      vote_samples=4, round_size=2, progress=False)  # fmt: skip
+    assert len(scripted.calls) == calls and again["n"] == 3
+    assert again["methods"]["vote@4"]["vs_reference"] == vs
 
 
 def test_a_bench_without_cot_reports_no_comparison_column(scripted, tmp_path):
