@@ -161,7 +161,8 @@ def targets(points: dict[str, dict[str, Any]], auroc: dict[str, float]) -> list[
 def estimator_table(folder: Path) -> tuple[list[str], dict[str, float]]:
     """AUROC, score quartiles and best threshold of every estimator run on these samples
     (``estimators-problems-*/``, ``estimators-steps*/``), at each level it was run at; and
-    the best AUROC at each level."""
+    the best AUROC at each level. A run still labelling (no ``estimators.json`` yet) is
+    left out."""
     lines = [
         "| estimator | folder | level | n (hard) | AUROC for System 1's failure | "
         "distinct scores | quartiles | best threshold: S1 kept right / failures escalated |",
@@ -170,6 +171,8 @@ def estimator_table(folder: Path) -> tuple[list[str], dict[str, float]]:
     best: dict[str, float] = {}
     runs = [*folder.glob("estimators-problems-*"), *folder.glob("estimators-steps*")]
     for path in sorted(run / "estimators.json" for run in runs):
+        if not path.is_file():
+            continue
         found = json.loads(path.read_text())
         for name, levels in found["estimators"].items():
             for level, q in levels.items():
