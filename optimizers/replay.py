@@ -12,10 +12,8 @@ from scale.verify import is_equivalent
 
 
 def stored_answers(row: ResultRow) -> list[dict]:
-    """The ordered samples of a voting row (its single step's ``samples``)."""
-    if row.error or len(row.steps) != 1:
-        return []
-    return list(row.steps[0].get("samples") or [])
+    """The ordered samples of a voting row that ran (its single step's ``samples``)."""
+    return [] if row.error else _recorded_samples(row)
 
 
 def replay(row: ResultRow, rule: StopRule) -> ResultRow:
