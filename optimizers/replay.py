@@ -13,7 +13,7 @@ from scale.verify import is_equivalent
 
 def stored_answers(row: ResultRow) -> list[dict]:
     """The ordered samples of a voting row that ran (its single step's ``samples``)."""
-    return [] if row.error else _recorded_samples(row)
+    return [] if row.error else row.recorded_samples()
 
 
 def replay(row: ResultRow, rule: StopRule) -> ResultRow:
@@ -88,7 +88,7 @@ def greedy_first(greedy_rows: list[ResultRow], vote_rows: list[ResultRow]) -> li
     greedy = {row.id: row for row in greedy_rows}
     out = []
     for row in vote_rows:
-        first = _recorded_samples(greedy[row.id]) if row.id in greedy else []
+        first = greedy[row.id].recorded_samples() if row.id in greedy else []
         samples = stored_answers(row)
         if not first or not samples:
             out.append(greedy.get(row.id, row) if samples else row)
@@ -96,8 +96,3 @@ def greedy_first(greedy_rows: list[ResultRow], vote_rows: list[ResultRow]) -> li
         step = dict(row.steps[0]) | {"samples": first[:1] + samples[1:]}
         out.append(replace(row, steps=[step]))
     return out
-
-
-def _recorded_samples(row: ResultRow) -> list[dict]:
-    """The samples a single-step row recorded, whether or not they gave an answer."""
-    return list(row.steps[0].get("samples") or []) if len(row.steps) == 1 else []

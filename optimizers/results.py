@@ -52,6 +52,11 @@ class ResultRow:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def recorded_samples(self) -> list[dict[str, Any]]:
+        """The samples a single-step row recorded, in order, whether or not they gave an
+        answer (an error row keeps the unusable reply); none for other rows."""
+        return list(self.steps[0].get("samples") or []) if len(self.steps) == 1 else []
+
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """The lines of a regular file, each at most ``MAX_LINE_BYTES``."""

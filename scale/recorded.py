@@ -66,8 +66,8 @@ def _load(path: Path) -> _Method:
     for row in read_results(path):
         # a row whose reply held no usable answer is an error row with its sample: replayed,
         # that call gives the same unusable reply
-        if len(row.steps) == 1 and row.steps[0].get("samples"):
-            samples[row.steps[0]["subproblem"]] = row.steps[0]["samples"]
+        if recorded := row.recorded_samples():
+            samples[row.steps[0]["subproblem"]] = recorded
     (predictor,) = Solver(profile, 2, whole=True).predictors()
     return _Method(profile, predictor.signature, make_adapter(profile.adapter_name), samples)
 
