@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def tradeoff_plot(
     ax.set_ylabel("accuracy")
     ys = [v for p in points for v in (p["accuracy"], *(p.get("ci95") or ()))]
     ax.set_ylim(max(-0.02, min(ys) - 0.05), min(1.02, max(ys) + 0.05))  # the points, padded
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 95), fontsize=10)  # a long dataset path wraps
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
