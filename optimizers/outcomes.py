@@ -61,7 +61,7 @@ class _Probe(Estimator):
 
     def rate(self, evidence: Evidence) -> Rating:
         scores = {p.name: p.rate(evidence).difficulty for p in self.parts}
-        answer = evidence.greedy().sample.answer
+        answer = evidence.greedy().answer
         self.records.append((evidence.step or 0, evidence.subproblem, answer, scores))
         return Rating(None)
 

@@ -17,13 +17,18 @@ def stored_answers(row: ResultRow) -> list[dict]:
 
 
 def replay(row: ResultRow, rule: StopRule) -> ResultRow:
-    """The row ``rule`` would have produced from ``row``'s samples: its answer, correctness
-    and the tokens of the samples it would have drawn. Rows with an error stay as they are."""
+    """The row ``rule`` would have produced from ``row``'s samples: its answer, correctness,
+    and the tokens and parse fallbacks of the samples it would have drawn. Rows with an
+    error stay as they are. Rows written before samples kept their own fallback keep the
+    whole row's."""
     samples = stored_answers(row)
     if not samples:
         return row
     drawn = rule.replay([s["answer"] for s in samples])
     used = samples[:drawn]
+    fallbacks = row.steps[0].get("fallbacks") or []
+    if "fallback" in samples[0]:
+        fallbacks = [s["fallback"] for s in used if s["fallback"]]
     answer, share = majority([s["answer"] for s in used])
     prompt = sum(s.get("prompt_tokens", 0) for s in used)
     completion = sum(s.get("completion_tokens", 0) for s in used)
@@ -35,6 +40,7 @@ def replay(row: ResultRow, rule: StopRule) -> ResultRow:
         "completion_tokens": completion,
         "lm_calls": drawn,
         "seconds": round(sum(s.get("seconds", 0.0) for s in used), 3),
+        "fallbacks": fallbacks,
         "notes": [f"replayed {rule.describe()}: {share:.2f} of {drawn} samples agree"],
     }
     usage = {

@@ -23,7 +23,7 @@ from scale.programs.profiles import SystemProfile, system1, system2
 from scale.programs.records import Fallback, Rating, Sample, Step
 from scale.programs.route import Routing, RoutingError, route_budget, route_threshold
 from scale.programs.scale import SCALE
-from scale.programs.solve import Reply, Solver
+from scale.programs.solve import Solver
 from scale.programs.spec import METHODS, PRESETS, ProgramSpec, build_program
 from scale.programs.stopping import StopRule, majority, tally
 
@@ -45,7 +45,6 @@ __all__ = [
     "ProgramSpec",
     "ProgressCallback",
     "Rating",
-    "Reply",
     "Routing",
     "RoutingError",
     "Sample",

@@ -26,7 +26,7 @@ class CoT(MathProgram):
         started = time.perf_counter()
         with final_answer():
             reply = self.solver.reply(step=0, problem=problem)
-        step = Step(problem, None, 2, reply.sample.answer, samples=[reply.sample])
+        step = Step(problem, None, 2, reply.answer, samples=[reply])
         if reply.fallback is not None:
             step.fallbacks.append(reply.fallback)
         return [finish_step(step, None, started)], [], []

@@ -31,8 +31,8 @@ from scale.calc import check
 from scale.lm import label
 from scale.programs.logprobs import expected_scores, trace_confidence
 from scale.programs.profiles import SystemProfile
-from scale.programs.records import Fallback, Rating, Step
-from scale.programs.solve import Reply, Solver
+from scale.programs.records import Fallback, Rating, Sample, Step
+from scale.programs.solve import Solver
 from scale.programs.stopping import majority
 from scale.signatures import AssessDifficulties, AssessDifficulty
 
@@ -88,10 +88,10 @@ class Evidence:
         self.earlier = earlier
         self.step = step
         self.logprobs = logprobs
-        self._replies: list[Reply] = []
+        self._replies: list[Sample] = []
 
     @property
-    def replies(self) -> list[Reply]:
+    def replies(self) -> list[Sample]:
         """The replies made so far: the greedy one first, then samples by rollout id."""
         return list(self._replies)
 
@@ -108,7 +108,7 @@ class Evidence:
             "subproblem": self.subproblem,
         }
 
-    def greedy(self) -> Reply:
+    def greedy(self) -> Sample:
         """System 1's greedy reply (one call, made once)."""
         if not self._replies:
             self._replies.append(
@@ -118,7 +118,7 @@ class Evidence:
             )
         return self._replies[0]
 
-    def samples(self, m: int) -> list[Reply]:
+    def samples(self, m: int) -> list[Sample]:
         """The greedy reply and ``m - 1`` samples at the sample temperature."""
         self.greedy()
         while len(self._replies) < m:
@@ -290,7 +290,7 @@ class Agreement(Estimator):
         self.m = m
 
     def rate(self, evidence: Evidence) -> Rating:
-        answers = [r.sample.answer for r in evidence.samples(self.m)]
+        answers = [r.answer for r in evidence.samples(self.m)]
         answer, share = majority(answers)
         return Rating(
             round(1.0 - share, 6),
@@ -320,13 +320,13 @@ class Confidence(Estimator):
 
     def rate(self, evidence: Evidence) -> Rating:
         reply = evidence.greedy()
-        found = trace_confidence(reply.sample.logprobs or [])
+        found = trace_confidence(reply.logprobs or [])
         if found is None:
             # a reply that could not be read keeps no logprobs: its own fallback says why
             unread = reply.fallback is not None
             return Rating(
                 None,
-                answer=reply.sample.answer,
+                answer=reply.answer,
                 context=evidence.earlier,
                 notes=[
                     "the reply could not be read: treated as hard"
@@ -341,7 +341,7 @@ class Confidence(Estimator):
             "total": found.total / self.TOTAL_TOKENS,
         }[self.over]
         score = 1.0 - math.exp(logprob)
-        return Rating(round(score, 6), answer=reply.sample.answer, context=evidence.earlier)
+        return Rating(round(score, 6), answer=reply.answer, context=evidence.earlier)
 
 
 class Check(Estimator):
@@ -355,7 +355,7 @@ class Check(Estimator):
     }
 
     def rate(self, evidence: Evidence) -> Rating:
-        sample = evidence.greedy().sample
+        sample = evidence.greedy()
         result = check(sample.calculation or "", sample.answer)
         notes = [f"calculation {sample.calculation!r}: {result.status}"]
         if result.reason:

@@ -23,7 +23,8 @@ class Fallback(str, Enum):
 
 @dataclass
 class Sample:
-    """One model call's answer and cost (a self-consistency sample, or a single reply)."""
+    """One model call's answer and cost (a self-consistency sample, or a single reply), and
+    the fallback taken when the reply could not be parsed."""
 
     answer: str
     prompt_tokens: int = 0
@@ -31,6 +32,7 @@ class Sample:
     seconds: float = 0.0
     calculation: str | None = None
     logprobs: list[tuple[str, float]] | None = None  # (token, logprob) when asked for
+    fallback: Fallback | None = None
 
 
 @dataclass

@@ -15,9 +15,9 @@ from scale.programs.callbacks import callback
 from scale.programs.decompose import Decomposer
 from scale.programs.estimators import Assessor, Estimator, Evidence, build_estimator
 from scale.programs.profiles import SystemProfile
-from scale.programs.records import Fallback, Rating, Step, format_steps
+from scale.programs.records import Fallback, Rating, Sample, Step, format_steps
 from scale.programs.route import FORCED_LAST, Routing, route_threshold
-from scale.programs.solve import Reply, Solver
+from scale.programs.solve import Solver
 
 # (program, estimator) pinned by SCALE.rating_with in the current context
 _PINNED: contextvars.ContextVar[tuple[SCALE, Estimator] | None] = contextvars.ContextVar(
@@ -227,7 +227,7 @@ def _solve_into(
     record: Step,
     solver: Solver,
     index: int | None,
-    drawn: list[Reply] | None = None,
+    drawn: list[Sample] | None = None,
     **inputs: str,
 ) -> None:
     """Solve with ``solver`` (continuing ``drawn``) and put its answer, samples, notes and

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
@@ -15,15 +13,6 @@ from scale.signatures.solve import REASONING_DESC, SIGNATURES
 from scale.verify import extract_answer
 
 _MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an answer
-
-
-@dataclass
-class Reply:
-    """One call's sample (answer, cost, token logprobs when asked for) and the fallback
-    taken when the reply could not be parsed."""
-
-    sample: Sample
-    fallback: Fallback | None = None
 
 
 def _answer_in_unparsed(raw: str) -> str:
@@ -74,7 +63,7 @@ class Solver(dspy.Module):
         rollout: int | None = None,
         logprobs: bool = False,
         **inputs: str,
-    ) -> Reply:
+    ) -> Sample:
         """One call: greedy, or sample ``rollout`` at the sample temperature (a distinct,
         separately cached and seeded call per rollout). A greedy call asks for token
         logprobs when ``logprobs`` or the profile's ``logprobs`` says so."""
@@ -106,15 +95,15 @@ class Solver(dspy.Module):
             calculation = getattr(pred, "calculation", None)
             content = _token_logprobs(pred)
         calls = ledger.snapshot()[before:] if ledger is not None else []
-        sample = Sample(
+        return Sample(
             answer,
             prompt_tokens=sum(r.prompt_tokens for r in calls),
             completion_tokens=sum(r.completion_tokens for r in calls),
             seconds=round(sum(r.seconds for r in calls), 3),
             calculation=calculation,
             logprobs=content,
+            fallback=fallback,
         )
-        return Reply(sample, fallback)
 
     def sample(
         self,
@@ -122,9 +111,9 @@ class Solver(dspy.Module):
         *,
         step: int | None = None,
         stage: str = "solve",
-        drawn: list[Reply] | None = None,
+        drawn: list[Sample] | None = None,
         **inputs: str,
-    ) -> list[Reply]:
+    ) -> list[Sample]:
         """Samples at the sample temperature until ``rule`` is satisfied, continuing
         ``drawn`` (replies already made, e.g. an estimator's); rollout ids count on from
         ``len(drawn)``."""
@@ -135,11 +124,11 @@ class Solver(dspy.Module):
                 return replies
             for _ in range(batch):
                 replies.append(self.reply(step=step, stage=stage, rollout=len(replies), **inputs))
-            if rule.done([r.sample.answer for r in replies]):
+            if rule.done([r.answer for r in replies]):
                 return replies
 
     def forward(
-        self, step: int | None = None, drawn: list[Reply] | None = None, **inputs: str
+        self, step: int | None = None, drawn: list[Sample] | None = None, **inputs: str
     ) -> dspy.Prediction:
         """``drawn``: replies this solver would make first (the greedy one, then rollouts
         1..), already made elsewhere; self-consistency continues from them."""
@@ -148,7 +137,7 @@ class Solver(dspy.Module):
             if first is None and self.profile.greedy_first:
                 first = [self.reply(step=step, **inputs)]
             replies = self.sample(self.profile.stop_rule, step=step, drawn=first, **inputs)
-            answers = [r.sample.answer for r in replies]
+            answers = [r.answer for r in replies]
             answer, share = majority(answers)
             notes = [
                 f"self-consistency ({self.profile.stop_rule.describe()}): {share:.2f} of "
@@ -156,10 +145,10 @@ class Solver(dspy.Module):
             ]
         else:
             replies = [self.reply(step=step, **inputs)]
-            answer, notes = replies[0].sample.answer, []
+            answer, notes = replies[0].answer, []
         return dspy.Prediction(
             answer=answer,
-            samples=[r.sample for r in replies],
+            samples=replies,
             notes=notes,
             fallbacks=[r.fallback for r in replies if r.fallback is not None],
         )

@@ -347,7 +347,7 @@ def test_scorer_demos_are_labelled_by_outcome(world):
 
 SEQUENCES = {
     "A": ["5", "5", "5", "5", "5", "5", "5", "5"],
-    "B": ["5", "6", "5", "6", "6", "6", "5", "6"],
+    "B": ["5", "6", "5", "6", "6", "6", "5", ""],
     "C": ["", "7", "7", "8", "7", "7", "7", "7"],
 }
 GREEDY = {"A": "5", "B": "6", "C": "8"}  # the greedy (unseeded) reply
@@ -357,7 +357,9 @@ def _voting_world(scripted) -> list[dspy.Example]:
     def reply(prompt: str, params: dict) -> str:
         seed = params.get("seed")
         answer = GREEDY[pid(prompt)] if seed is None else SEQUENCES[pid(prompt)][seed]
-        return f"\\boxed{{{answer}}}".replace("\\boxed{}", "no")
+        if not answer:  # cut at max_tokens with no answer: a reply the adapter cannot read
+            return ScriptedText.cut("Let x be the price.\nThen 2x is")
+        return f"\\boxed{{{answer}}}"
 
     scripted.rules.append((r"Please reason", reply))
     return [
@@ -392,11 +394,13 @@ def test_replaying_stored_samples_equals_sampling_online(scripted, rule):
         window=rule.window,
     )
     online, _ = evaluate(Vote(online_profile), examples, progress=False)
+    assert any(row.steps[0]["fallbacks"] for row in online)  # "": an unreadable reply
     for row, live in zip(stored, online, strict=True):
         replayed = replay(row, rule)
         assert replayed.predicted == live.predicted and replayed.correct == live.correct
         assert replayed.usage["total_tokens"] == live.usage["total_tokens"]
         assert replayed.usage["lm_calls"] == live.usage["lm_calls"]
+        assert replayed.steps[0]["fallbacks"] == live.steps[0]["fallbacks"]
 
 
 @pytest.mark.parametrize("confidence", [0.8, 0.95])
