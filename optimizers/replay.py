@@ -19,15 +19,15 @@ def stored_answers(row: ResultRow) -> list[dict]:
 def replay(row: ResultRow, rule: StopRule) -> ResultRow:
     """The row ``rule`` would have produced from ``row``'s samples: its answer, correctness,
     and the tokens and parse fallbacks of the samples it would have drawn. Rows with an
-    error stay as they are. Rows written before samples kept their own fallback keep the
-    whole row's."""
+    error stay as they are. Where a sample predates samples keeping their own fallback
+    (greedy-first can join a new greedy reply to older chains), the whole row's are kept."""
     samples = stored_answers(row)
     if not samples:
         return row
     drawn = rule.replay([s["answer"] for s in samples])
     used = samples[:drawn]
     fallbacks = row.steps[0].get("fallbacks") or []
-    if "fallback" in samples[0]:
+    if all("fallback" in s for s in samples):
         fallbacks = [s["fallback"] for s in used if s["fallback"]]
     answer, share = majority([s["answer"] for s in used])
     prompt = sum(s.get("prompt_tokens", 0) for s in used)

@@ -438,6 +438,17 @@ def test_greedy_first_replay_from_cot_and_vote_equals_sampling_online(scripted, 
         assert replayed.usage["lm_calls"] == live.usage["lm_calls"]
 
 
+def test_replay_keeps_the_rows_fallbacks_when_a_sample_predates_its_own():
+    new = {"answer": "5", "prompt_tokens": 1, "completion_tokens": 1, "fallback": None}
+    old = {"answer": "5", "prompt_tokens": 1, "completion_tokens": 1}  # an older chain
+    step = {"subproblem": "p", "samples": [new, old, old], "fallbacks": ["no_answer"]}
+    row = ResultRow(id="x", gold="5", steps=[step])
+    replayed = replay(row, StopRule("fixed", 2))
+    assert replayed.predicted == "5" and replayed.steps[0]["fallbacks"] == ["no_answer"]
+    step["samples"] = [new, new | {"fallback": "no_answer", "answer": ""}, new]
+    assert replay(row, StopRule("fixed", 1)).steps[0]["fallbacks"] == []
+
+
 def test_replay_leaves_error_rows_alone():
     row = ResultRow(id="x", gold="1", error="boom")
     assert replay(row, StopRule("fixed", 2)) is row
