@@ -18,7 +18,7 @@ from typing import Any
 import dspy
 import litellm
 
-from scale import local, packaged, router
+from scale import buildcheck, local, packaged, router
 from scale.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
@@ -352,10 +352,10 @@ def check_model(model: str, api_base: str | None = None) -> None:
         if shipped is not None:
             if not packaged.packaged_status(shipped)["installed"]:
                 packaged.packaged_path(shipped)  # raises with the install command
-            return  # assembled and checked on first use
-        if name.startswith("hf:") and name.endswith(".gguf"):
-            return  # downloaded on first use
-        local.resolve(name)  # a .gguf path must exist; other names raise with the accepted ones
+        elif not (name.startswith("hf:") and name.endswith(".gguf")):  # hf: downloads on use
+            local.resolve(name)  # a .gguf path must exist; other names raise with the accepted ones
+        if local.runtime_name() in local.IN_PROCESS:
+            buildcheck.check_build(lambda: local.resolve(name))
         return
     try:
         litellm.get_llm_provider(model)

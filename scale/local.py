@@ -25,12 +25,14 @@ from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 from litellm.utils import custom_llm_setup
 
+from scale.buildcheck import check_build, pip_install
 from scale.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, packaged_path
 
 DEFAULT_N_CTX = 8192
 MODEL_RUNTIMES = ("inproc", "server")  # the runtimes that run a model
 RECORDED = "recorded"
 RUNTIMES = (*MODEL_RUNTIMES, RECORDED, *(f"{RECORDED}+{r}" for r in MODEL_RUNTIMES))
+IN_PROCESS = ("inproc", f"{RECORDED}+inproc")  # the runtimes that load llama.cpp here
 _runtime: str | None = None
 
 
@@ -97,9 +99,9 @@ class _Runtime:
             from llama_cpp import Llama
         except ImportError:
             raise ModelError(
-                "The local model runtime is not installed; install it with: "
-                "pip install 'scale-dspy[local]'"
+                f"The local model runtime is not installed; install it with: {pip_install()}"
             ) from None
+        check_build(lambda: path)  # a build that crashes on this CPU is reported, not run
         self._models[key] = Llama(
             model_path=str(path),
             n_ctx=int(os.environ.get("SCALE_LOCAL_N_CTX", DEFAULT_N_CTX)),
@@ -208,7 +210,10 @@ class LlamaCppProvider(CustomLLM):
         want_logprobs = bool(params.get("logprobs"))
         with RUNTIME.lock:
             started = time.perf_counter()  # after the lock: queueing is not model time
-            llm = RUNTIME.get(path, logits_all=want_logprobs)
+            try:
+                llm = RUNTIME.get(path, logits_all=want_logprobs)
+            except ModelError as exc:
+                raise CustomLLMError(status_code=500, message=str(exc)) from None
             try:
                 result = llm.create_chat_completion(messages=messages, **params)
             except Exception as exc:

@@ -1,4 +1,4 @@
-"""``scale models`` and ``scale throughput``."""
+"""``scale models``, ``scale doctor`` and ``scale throughput``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_models)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check the installation: versions, the llama.cpp build, models, llama-server",
+        description="Report the installed versions, the CPU features this machine reports, "
+        "the llama.cpp build and whether its test run passed here (a child process loads a "
+        "model and generates one token, so a build that crashes on this CPU is named, not "
+        "run), the local models and llama-server. Exit 1 when the test run failed.",
+    )
+    p.add_argument("--check", action="store_true", help="run the llama.cpp test run now")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run_doctor)
 
     p = sub.add_parser(
         "throughput",
@@ -87,6 +99,14 @@ def run_models(args: argparse.Namespace) -> int:
     )
     print("Also accepted: local/PATH.gguf, local/hf:REPO/FILE.gguf, and any litellm model string.")
     return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from scale import doctor
+
+    found = doctor.report(check=args.check)
+    print(json.dumps(found) if args.json else "\n".join(doctor.lines(found)))
+    return 0 if doctor.healthy(found) else 1
 
 
 def run_throughput(args: argparse.Namespace) -> int:
