@@ -19,6 +19,8 @@ from typing import Any
 
 import dspy
 
+from scale.programs.profiles import KINDS
+
 FORMAT = 2
 MAX_FILE_BYTES = 20 << 20
 MAX_DEMOS = 16
@@ -26,7 +28,7 @@ MAX_TEXT = 50_000  # characters in one instruction, description or demo value
 
 # what a saved program may set on each system profile, with its bounds
 PROFILE_KNOBS: dict[str, tuple[type, Any]] = {
-    "kind": (str, ("direct", "brief", "reasoning")),
+    "kind": (str, KINDS),
     "max_tokens": (int, (1, 8192)),
     "samples": (int, (1, 16)),
     "stop": (str, ("fixed", "adaptive", "window")),

@@ -1,8 +1,9 @@
 """System profiles: how System 1 (fast) and System 2 (deliberate) call a model.
 
 A profile is a compute level: ``direct`` (answer only), ``brief`` (reason in a few lines
-and write the calculation, greedy, a short budget: the default System 1) or ``reasoning``
-(step by step, a larger budget: the default System 2), optionally with self-consistency
+and write the calculation, greedy, a short budget: the default System 1), ``reasoning``
+(step by step, a larger budget: the default System 2) or ``program`` (a SymPy program run
+in the OS sandbox prints the answer), optionally with self-consistency
 (``samples`` > 1: sample until the stop rule is satisfied, at most ``samples`` times, and
 take the majority answer).
 """
@@ -27,8 +28,8 @@ from scale.lm import (
 )
 from scale.programs.stopping import STOP_KINDS, StopKind, StopRule
 
-KINDS = ("direct", "brief", "reasoning")
-MAX_TOKENS = {"direct": 64, "brief": 384, "reasoning": 1024}
+KINDS = ("direct", "brief", "reasoning", "program")
+MAX_TOKENS = {"direct": 64, "brief": 384, "reasoning": 1024, "program": 512}
 TOKEN_CAP = 32_768  # no profile may ask for more per call
 
 
@@ -43,7 +44,7 @@ class SystemProfile:
     sample (``logprobs``: a recording of them then serves the confidence estimators)."""
 
     model: str = DEFAULT_MODEL
-    kind: Literal["direct", "brief", "reasoning"] = "reasoning"
+    kind: Literal["direct", "brief", "reasoning", "program"] = "reasoning"
     max_tokens: int | None = None  # None: the kind's default (MAX_TOKENS)
     temperature: float = 0.0
     thinking: bool | None = None

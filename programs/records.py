@@ -19,6 +19,10 @@ class Fallback(str, Enum):
     DECOMPOSITION_UNUSABLE = "decomposition_unusable"  # solved as one step
     CANDIDATE_UNUSABLE = "candidate_unusable"  # one of k decompositions could not be read
     SELECTION_UNUSABLE = "selection_unusable"  # the first candidate was used
+    NO_PROGRAM = "no_program"  # a program reply with no program in it, even after the retry
+    PROGRAM_FAILED = "program_failed"  # the program raised or hit a bound, even after the retry
+    PROGRAM_SILENT = "program_silent"  # the program printed nothing, even after the retry
+    PROGRAM_RETRIED = "program_retried"  # the first program failed; the corrected one answered
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Sample:
     calculation: str | None = None
     logprobs: list[tuple[str, float]] | None = None  # (token, logprob) when asked for
     fallback: Fallback | None = None
+    programs: list[str] | None = None  # a program reply's program, then its correction if any
 
 
 @dataclass
@@ -67,6 +72,9 @@ class Step:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["fallbacks"] = [f.value for f in self.fallbacks]
+        for sample in out["samples"]:  # only program replies carry programs
+            if sample.get("programs") is None:
+                sample.pop("programs", None)
         return out
 
 

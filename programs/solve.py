@@ -5,11 +5,13 @@ from __future__ import annotations
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from scale.adapter import extract_program
 from scale.lm import current_ledger, label
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Sample
 from scale.programs.stopping import StopRule, majority
-from scale.signatures.solve import REASONING_DESC, SIGNATURES
+from scale.sandbox import Run, default_sandbox
+from scale.signatures.solve import REASONING_DESC, SIGNATURES, FixProgram
 from scale.verify import extract_answer
 
 _MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an answer
@@ -36,6 +38,30 @@ def _token_logprobs(pred: dspy.Prediction) -> list[tuple[str, float]] | None:
     return [(str(e.get("token", "")), float(e["logprob"])) for e in content if "logprob" in e]
 
 
+def _program_answer(run: Run) -> str:
+    """The answer a program printed: SymPy's LaTeX of its last line, else the line's own
+    answer (a printed sentence such as 'The answer is 42')."""
+    return run.latex or extract_answer(run.answer)
+
+
+def _describe_failure(run: Run) -> str:
+    """What a failed run tells the model when it is asked to correct its program."""
+    if run.error == "no output":
+        return "it ran but printed nothing; it must print the final answer"
+    tail = run.stderr.strip()[-600:]
+    return f"{run.error}\n{tail}".strip() if tail and tail not in run.error else run.error
+
+
+def _whole_problem(inputs: dict) -> str:
+    """A step's inputs as one problem statement (the correction prompt has one field)."""
+    if "subproblem" not in inputs:
+        return inputs["problem"]
+    return (
+        f"{inputs['problem']}\n\nAnswers found for the earlier steps:\n"
+        f"{inputs.get('earlier_steps') or '(none)'}\n\nAnswer only this: {inputs['subproblem']}"
+    )
+
+
 class Solver(dspy.Module):
     """Answers a whole problem (``whole``) or one step with one profile, at the profile's
     compute level. With ``samples`` > 1 it samples until the profile's stop rule is
@@ -48,7 +74,11 @@ class Solver(dspy.Module):
         self.system = system
         self.whole = whole
         signature = SIGNATURES[(profile.kind, whole)]
-        if profile.kind == "direct":
+        if profile.kind == "program":
+            default_sandbox().command()  # refuses now, before any call, where none can be made
+            self.predict = dspy.Predict(signature)
+            self.fix = dspy.Predict(FixProgram)
+        elif profile.kind == "direct":
             self.predict = dspy.Predict(signature)
         else:
             self.predict = dspy.ChainOfThought(
@@ -81,19 +111,16 @@ class Solver(dspy.Module):
         fallback = None
         calculation = None
         content = None
+        programs = None
         try:
             with self.profile.context(), label(stage, self.system, step):
-                pred = self.predict(**inputs, config=config)
+                if self.profile.kind == "program":
+                    answer, programs, fallback, content = self._program(inputs, config)
+                else:
+                    answer, calculation, content = self._answer(inputs, config)
         except AdapterParseError as exc:
             answer = _answer_in_unparsed(str(exc.lm_response or ""))
             fallback = Fallback.ANSWER_FROM_RAW if answer else Fallback.NO_ANSWER
-        else:
-            # a reasoning model's own \boxed{} answer wins over a restated answer field
-            reasoning = str(getattr(pred, "reasoning", "") or "")
-            boxed = "\\boxed" in reasoning
-            answer = extract_answer(reasoning if boxed else str(pred.answer or ""))
-            calculation = getattr(pred, "calculation", None)
-            content = _token_logprobs(pred)
         calls = ledger.snapshot()[before:] if ledger is not None else []
         return Sample(
             answer,
@@ -103,7 +130,56 @@ class Solver(dspy.Module):
             calculation=calculation,
             logprobs=content,
             fallback=fallback,
+            programs=programs,
         )
+
+    def _answer(self, inputs: dict, config: dict) -> tuple[str, str | None, list | None]:
+        """A written answer: (answer, calculation, token logprobs)."""
+        pred = self.predict(**inputs, config=config)
+        # a reasoning model's own \\boxed{} answer wins over a restated answer field
+        reasoning = str(getattr(pred, "reasoning", "") or "")
+        boxed = "\\boxed" in reasoning
+        answer = extract_answer(reasoning if boxed else str(pred.answer or ""))
+        return answer, getattr(pred, "calculation", None), _token_logprobs(pred)
+
+    def _program(
+        self, inputs: dict, config: dict
+    ) -> tuple[str, list[str], Fallback | None, list | None]:
+        """A program's answer: the model writes a program, the sandbox runs it, and a
+        program that printed no answer gets one corrected attempt with its error shown.
+        Returns (answer, programs written, fallback, the first reply's token logprobs)."""
+        programs: list[str] = []
+        content = None
+        error = "the reply held no ```python block"
+        try:
+            pred = self.predict(**inputs, config=config)
+            program, content = pred.program, _token_logprobs(pred)
+        except AdapterParseError as exc:  # unfenced: the whole reply may still be code
+            program = extract_program(str(exc.lm_response or ""), fenced_only=False)
+        if program:
+            programs.append(program)
+            run = default_sandbox().run(program)
+            if run.ok and run.answer:
+                return _program_answer(run), programs, None, content
+            error = _describe_failure(run)
+        fix_config = {k: v for k, v in config.items() if k != "logprobs"}
+        try:
+            fixed = self.fix(
+                problem=_whole_problem(inputs),
+                program=program or "(none)",
+                error=error,
+                config=fix_config,
+            ).fixed_program
+        except AdapterParseError as exc:
+            fixed = extract_program(str(exc.lm_response or ""), fenced_only=False)
+        if not fixed:
+            return "", programs, Fallback.NO_PROGRAM, content
+        programs.append(fixed)
+        run = default_sandbox().run(fixed)
+        if run.ok and run.answer:
+            return _program_answer(run), programs, Fallback.PROGRAM_RETRIED, content
+        silent = run.error == "no output"
+        return "", programs, Fallback.PROGRAM_SILENT if silent else Fallback.PROGRAM_FAILED, content
 
     def sample(
         self,

@@ -66,7 +66,13 @@ VOTING: dict[str, dict[str, Any]] = {
     "adaptive-vote": {"samples": 8, "stop": "adaptive", "confidence": 0.95},
     "esc": {"samples": 8, "stop": "window", "window": 4},
 }
-METHODS = ("scale", "cot", *VOTING, *UNIFORM)
+# method -> System 2 knobs for the program-aided baselines (the model writes a SymPy program,
+# the sandbox runs it): one greedy program, and a vote over sampled programs
+PROGRAM_AIDED: dict[str, dict[str, Any]] = {
+    "pot": {"kind": "program"},
+    "pot-vote": {"kind": "program", "samples": 5, "stop": "fixed"},
+}
+METHODS = ("scale", "cot", *VOTING, *PROGRAM_AIDED, *UNIFORM)
 ROUTING_OPTIONS = ("estimator", "mode", "threshold", "budget", "gate", "decompose")
 SCALE_OPTIONS = (*ROUTING_OPTIONS, "agreement_samples")  # what configures SCALE beyond a preset
 
@@ -133,11 +139,11 @@ class ProgramSpec:
         preset = PRESETS[self.preset] if method == "scale" else Preset("")  # baselines: plain
         saved_profiles = header.get("profiles") or {}
         s1 = self._profile(1, {**preset.system1, **saved_profiles.get("system1", {})})
-        voting = VOTING.get(method, {})
-        s2 = self._profile(2, {**preset.system2, **voting, **saved_profiles.get("system2", {})})
-        if method == "cot":
+        knobs = VOTING.get(method) or PROGRAM_AIDED.get(method) or {}
+        s2 = self._profile(2, {**preset.system2, **knobs, **saved_profiles.get("system2", {})})
+        if method in ("cot", "pot"):
             program: MathProgram = CoT(s2)
-        elif method in VOTING:
+        elif method in VOTING or method == "pot-vote":
             program = Vote(s2)
         else:
             structure = {

@@ -20,6 +20,8 @@ _cut_at_max_tokens: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "cut_at_max_tokens", default=False
 )
 _final: contextvars.ContextVar[bool] = contextvars.ContextVar("final_answer", default=False)
+_FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.S | re.I)
+PROGRAM_FIELDS = ("program", "fixed_program")  # read as the reply's code block
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+(.*\S)\s*$")
 _ESCAPE = re.compile(r'\\\\|\\"|\\')  # JSON's escaped backslash or quote, or a lone one
 _BACKSLASH = re.compile(r'\\(?!")')
@@ -40,6 +42,17 @@ def final_answer(final: bool = True) -> Iterator[None]:
         yield
     finally:
         _final.reset(token)
+
+
+def extract_program(text: str, *, fenced_only: bool = True) -> str | None:
+    """The Python program in a reply: its last fenced block (```python, ```py or bare
+    fences; a block cut off at the end of the reply counts), else, unless ``fenced_only``,
+    the whole text. None when there is none."""
+    blocks = [b.strip() for b in _FENCE.findall(text or "") if b.strip()]
+    if blocks:
+        return blocks[-1]
+    text = (text or "").strip()
+    return text if text and not fenced_only else None
 
 
 def parse_string_list(text: str) -> list[str] | None:
@@ -233,7 +246,8 @@ class NativeAdapter(dspy.Adapter):
                 f"{_desc(name, field)}."
             )
         # any other output is requested as the user message's last line
-        if signature.output_fields[main].annotation is str and "\\boxed" not in instructions:
+        asks = "\\boxed" in instructions or main in PROGRAM_FIELDS  # programs: as told
+        if signature.output_fields[main].annotation is str and not asks:
             sentences.append(_request(signature, main))
         return " ".join(s for s in sentences if s)
 
@@ -272,7 +286,10 @@ class NativeAdapter(dspy.Adapter):
         value = outputs.get(main)
         if value is not None:
             kind = signature.output_fields[main].annotation
-            parts.append(f"\\boxed{{{value}}}" if kind is str else _render(value))
+            if main in PROGRAM_FIELDS:
+                parts.append(f"```python\n{value}\n```")
+            else:
+                parts.append(f"\\boxed{{{value}}}" if kind is str else _render(value))
         return "\n\n".join(p for p in parts if p)
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
@@ -283,7 +300,13 @@ class NativeAdapter(dspy.Adapter):
             values[name] = _labelled_line(text, _label(name, self.labels))
         kind = signature.output_fields[main].annotation
         labelled = [_label(n, self.labels) for n in others]
-        found = _read_main(_without_labelled(text, labelled), kind, cut=_cut_at_max_tokens.get())
+        if main in PROGRAM_FIELDS:
+            program = extract_program(text)
+            found = None if program is None else (program, "")
+        else:
+            found = _read_main(
+                _without_labelled(text, labelled), kind, cut=_cut_at_max_tokens.get()
+            )
         if found is None:
             raise AdapterParseError(
                 adapter_name=type(self).__name__,

@@ -36,6 +36,8 @@ BENCH_METHODS: dict[str, dict[str, Any]] = {
     "plain-cot": {},
     "cot": {"method": "cot"},
     "vote": {"method": "vote"},
+    "pot": {"method": "pot"},
+    "pot-vote": {"method": "pot-vote"},
     "scale-paper": {"method": "scale", "preset": "paper"},
     "scale": {"method": "scale"},  # the preset and routing options given, else the default
     "uniform-s1": {"method": "uniform-s1"},
@@ -95,23 +97,30 @@ class PlainCoT(dspy.Module):
 
 
 def replayed_methods(
-    vote_rows: list[ResultRow], k: int, cot_rows: list[ResultRow] | None = None
+    vote_rows: list[ResultRow],
+    k: int,
+    cot_rows: list[ResultRow] | None = None,
+    *,
+    prefix: str = "",
 ) -> dict[str, list[ResultRow]]:
     """Every voting method replayed from ``vote_rows`` (k samples each): vote@1..k,
     adaptive-vote at ``CONFIDENCES`` and esc at ``WINDOWS`` (cap k); with ``cot_rows``,
     also greedy-first adaptive-vote (``adaptive-vote-gf``: CoT's greedy chain, then vote's
-    chains 1..k-1)."""
-    out = {f"vote@{j}": replay_rows(vote_rows, StopRule("fixed", j)) for j in range(1, k + 1)}
+    chains 1..k-1). Names start with ``prefix`` (``pot-`` for the program-aided ones)."""
+    out = {
+        f"{prefix}vote@{j}": replay_rows(vote_rows, StopRule("fixed", j)) for j in range(1, k + 1)
+    }
     for c in CONFIDENCES:
-        out[f"adaptive-vote@{c:g}"] = replay_rows(vote_rows, StopRule("adaptive", k, confidence=c))
+        rule = StopRule("adaptive", k, confidence=c)
+        out[f"{prefix}adaptive-vote@{c:g}"] = replay_rows(vote_rows, rule)
     if cot_rows is not None:
         greedy = greedy_first(cot_rows, vote_rows)
         for c in CONFIDENCES:
             rule = StopRule("adaptive", k, confidence=c)
-            out[f"adaptive-vote-gf@{c:g}"] = replay_rows(greedy, rule)
+            out[f"{prefix}adaptive-vote-gf@{c:g}"] = replay_rows(greedy, rule)
     for w in WINDOWS:
         if w <= k:
-            out[f"esc@w{w}"] = replay_rows(vote_rows, StopRule("window", k, window=w))
+            out[f"{prefix}esc@w{w}"] = replay_rows(vote_rows, StopRule("window", k, window=w))
     return out
 
 
@@ -185,6 +194,9 @@ def run_bench(
         results = {name: rows[name] for name in sampled}
         if "vote" in results:
             results |= replayed_methods(results["vote"], vote_samples, results.get("cot"))
+        if "pot-vote" in results:
+            pot = results.get("pot")
+            results |= replayed_methods(results["pot-vote"], vote_samples, pot, prefix="pot-")
         summaries = {name: summarize(r, wall.get(name, 0.0)) for name, r in results.items()}
         report = write_report(
             results,

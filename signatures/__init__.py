@@ -2,7 +2,7 @@
 
 from scale.signatures.decompose import Decompose, SelectDecomposition
 from scale.signatures.difficulty import AssessDifficulties, AssessDifficulty
-from scale.signatures.solve import SolveProblem, SolveStep
+from scale.signatures.solve import SolveProblem, SolveStep, WriteProgram, WriteStepProgram
 
 __all__ = [
     "AssessDifficulties",
@@ -11,4 +11,6 @@ __all__ = [
     "SelectDecomposition",
     "SolveProblem",
     "SolveStep",
+    "WriteProgram",
+    "WriteStepProgram",
 ]

@@ -1,8 +1,10 @@
-"""Stage 4: answer a whole problem or one sub-problem, at one of three compute levels.
+"""Stage 4: answer a whole problem or one sub-problem, at one of four compute levels.
 
 ``reasoning`` (System 2, and the CoT baseline) is the prompt the embedded model was trained
 with; ``brief`` (System 1) reasons in a sentence or two and writes the calculation behind
-its answer as one expression, which the project checks with SymPy; ``direct`` answers only.
+its answer as one expression, which the project checks with SymPy; ``direct`` answers only;
+``program`` writes a short SymPy program whose printed line, run in the OS sandbox
+(``scale.sandbox``), is the answer.
 """
 
 import dspy
@@ -13,6 +15,7 @@ CALCULATION_DESC = (
     "e.g. (12 + 3) * 4 / 5"
 )
 REASONING_DESC = "reason step by step, then give the final answer"
+PROGRAM_DESC = "a Python program that prints only the final answer, in one ```python block"
 
 
 class SolveProblem(dspy.Signature):
@@ -77,6 +80,40 @@ class AnswerStep(dspy.Signature):
     answer: str = dspy.OutputField(desc=ANSWER_DESC)
 
 
+class WriteProgram(dspy.Signature):
+    """You are a careful math assistant. Solve the problem by writing a short Python
+    program. Use sympy for exact arithmetic (Rational, sqrt, solve, simplify) where it
+    helps. The program must print only the final answer. Reply with the program in one
+    ```python block."""
+
+    problem: str = dspy.InputField()
+    program: str = dspy.OutputField(desc=PROGRAM_DESC)
+
+
+class WriteStepProgram(dspy.Signature):
+    """You are a careful math assistant. Answer the current sub-problem of the math problem
+    by writing a short Python program, using its given conditions and the answers already
+    found for the earlier steps. Use sympy for exact arithmetic (Rational, sqrt, solve,
+    simplify) where it helps. The program must print only the answer. Reply with the
+    program in one ```python block."""
+
+    problem: str = dspy.InputField(desc="the whole problem, with all its given conditions")
+    earlier_steps: str = dspy.InputField(desc="the solved earlier sub-problems and their answers")
+    subproblem: str = dspy.InputField(desc="the sub-problem to answer now")
+    program: str = dspy.OutputField(desc=PROGRAM_DESC)
+
+
+class FixProgram(dspy.Signature):
+    """You are a careful math assistant. Your Python program for the problem did not print
+    an answer; the error it gave is below. Reply with a corrected program, in one
+    ```python block, that prints only the final answer."""
+
+    problem: str = dspy.InputField()
+    program: str = dspy.InputField(desc="the program that failed")
+    error: str = dspy.InputField(desc="what running it gave")
+    fixed_program: str = dspy.OutputField(desc=PROGRAM_DESC)
+
+
 # (kind, whole problem?) -> signature
 SIGNATURES: dict[tuple[str, bool], type[dspy.Signature]] = {
     ("reasoning", True): SolveProblem,
@@ -85,4 +122,6 @@ SIGNATURES: dict[tuple[str, bool], type[dspy.Signature]] = {
     ("reasoning", False): SolveStep,
     ("brief", False): SolveStepBriefly,
     ("direct", False): AnswerStep,
+    ("program", True): WriteProgram,
+    ("program", False): WriteStepProgram,
 }

@@ -35,6 +35,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from scale.packaged import ModelError
     from scale.programs import OverlapError, ProblemError, ProgramFileError, RoutingError
     from scale.router import RouterError
+    from scale.sandbox import SandboxUnavailable
 
     return (
         UsageError,
@@ -44,6 +45,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         ProblemError,
         ProgramFileError,
         RoutingError,
+        SandboxUnavailable,
         ResultsFileError,
         OverlapError,
         RouterError,

@@ -171,7 +171,7 @@ def run_bench(args: argparse.Namespace) -> int:
         fields = {"program": None, **BENCH_METHODS[name]}  # only 'tuned' is the --program
         if name != "scale":  # the method options configure 'scale' alone
             fields = {**dict.fromkeys(SCALE_OPTIONS), "preset": ProgramSpec.preset, **fields}
-        if name == "vote":
+        if name in ("vote", "pot-vote"):
             fields["system2_samples"] = args.vote_samples
         if name == "tuned":
             fields["program"] = args.program

@@ -1,0 +1,140 @@
+"""The program-aided system against scripted models: the model writes a program, the OS
+sandbox runs it, a failed program gets one corrected attempt, every call is counted."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import COMPLETION_TOKENS, PROMPT_TOKENS, ScriptedText
+
+from scale import sandbox
+from scale.programs import Fallback, build_program
+from scale.sandbox import SandboxUnavailable
+
+PROBLEM = "A shop sells pens at 3 dollars each. How much do 4 pens cost?"
+WRITE = r"MODEL=\S*\nYou are a careful math assistant. Solve the problem by writing"
+FIX = r"did not print\s+an answer"
+
+
+def fenced(source: str) -> str:
+    return f"Here is the program.\n```python\n{source}\n```"
+
+
+def pot(**options):
+    return build_program("pot", model="scripted/m", adapter="native", **options)
+
+
+def only_step(pred):
+    (step,) = pred.steps
+    return step
+
+
+def test_the_printed_value_is_the_answer_as_sympy_writes_it(scripted):
+    program = "from sympy import Rational\nprint(Rational(3, 4) * 2)"
+    scripted.rules = [(WRITE, fenced(program))]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == "\\frac{3}{2}"
+    sample = only_step(pred).samples[0]
+    assert sample.programs == [program]
+    assert sample.fallback is None
+    assert pred.usage.lm_calls == 1
+    assert pred.usage.total_tokens == PROMPT_TOKENS + COMPLETION_TOKENS
+    assert pred.fallbacks == []
+
+
+def test_a_failing_program_is_corrected_once_with_its_error_shown(scripted):
+    scripted.rules = [
+        (FIX, fenced("print(3 * 4)")),
+        (WRITE, fenced("print(12 / 0)")),
+    ]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == "12"
+    fix_prompt = next(p for p, _ in scripted.calls if "did not print" in p)
+    assert "ZeroDivisionError" in fix_prompt and "print(12 / 0)" in fix_prompt
+    sample = only_step(pred).samples[0]
+    assert sample.programs == ["print(12 / 0)", "print(3 * 4)"]
+    assert sample.fallback is Fallback.PROGRAM_RETRIED
+    assert pred.usage.lm_calls == 2  # the correction is counted
+    assert sample.prompt_tokens == 2 * PROMPT_TOKENS
+
+
+def test_a_program_that_fails_twice_has_no_answer_and_says_why(scripted):
+    scripted.rules = [(FIX, fenced("import os\nos.fork()")), (WRITE, fenced("1 / 0"))]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == ""
+    assert only_step(pred).samples[0].fallback is Fallback.PROGRAM_FAILED
+    assert scripted.count(FIX) == 1  # one correction, no more
+
+
+def test_a_silent_program_is_asked_to_print(scripted):
+    scripted.rules = [(FIX, fenced("x = 12")), (WRITE, fenced("x = 12"))]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == ""
+    assert only_step(pred).samples[0].fallback is Fallback.PROGRAM_SILENT
+    fix_prompt = next(p for p, _ in scripted.calls if "did not print" in p)
+    assert "printed nothing" in fix_prompt
+
+
+def test_an_unfenced_reply_runs_as_the_program(scripted):
+    scripted.rules = [(WRITE, "print(3 * 4)")]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == "12"
+    assert scripted.count(FIX) == 0
+
+
+def test_an_empty_reply_is_no_program(scripted):
+    scripted.rules = [(FIX, ""), (WRITE, "")]
+    pred = pot()(problem=PROBLEM)
+    assert pred.answer == ""
+    assert only_step(pred).samples[0].fallback is Fallback.NO_PROGRAM
+
+
+def test_the_greedy_program_carries_logprobs_and_the_correction_does_not_ask(scripted):
+    tokens = [{"token": "print", "logprob": -0.1}, {"token": "(12)", "logprob": -0.5}]
+    scripted.rules = [
+        (FIX, fenced("print(12)")),
+        (WRITE, ScriptedText.with_logprobs(fenced("print(1/0)"), tokens)),
+    ]
+    pred = pot(system2_logprobs=True)(problem=PROBLEM)
+    sample = only_step(pred).samples[0]
+    assert sample.logprobs == [("print", -0.1), ("(12)", -0.5)]
+    (write_params,) = [o for p, o in scripted.calls if "did not print" not in p]
+    (fix_params,) = [o for p, o in scripted.calls if "did not print" in p]
+    assert write_params.get("logprobs") is True
+    assert not fix_params.get("logprobs")
+
+
+def test_pot_vote_takes_the_majority_of_sampled_programs(scripted):
+    def by_rollout(prompt, params):
+        return fenced("print(12)" if params.get("seed", 0) % 2 == 0 else "print(13)")
+
+    scripted.rules = [(WRITE, by_rollout)]
+    pred = build_program("pot-vote", model="scripted/m", adapter="native")(problem=PROBLEM)
+    samples = only_step(pred).samples
+    assert [s.answer for s in samples] == ["12", "13", "12", "13", "12"]
+    assert pred.answer == "12"
+    assert pred.usage.lm_calls == 5
+
+
+def test_the_problem_text_reaches_the_program_only_as_the_models_code(scripted):
+    hostile = 'What is 2 + 2? """; import os; os.system(\'touch /tmp/pwned\') #'
+    scripted.rules = [(WRITE, fenced("print(2 + 2)"))]
+    assert pot()(problem=hostile).answer == "4"
+
+
+def test_no_sandbox_refuses_before_any_call(scripted, monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "_DEFAULT", None)
+    monkeypatch.setenv("SCALE_BWRAP", str(tmp_path / "missing-bwrap"))
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        pot()
+    assert scripted.calls == []
+
+
+def test_cli_without_a_sandbox_is_a_one_line_error(monkeypatch, tmp_path, capsys):
+    from scale.cli import main
+
+    monkeypatch.setattr(sandbox, "_DEFAULT", None)
+    monkeypatch.setenv("SCALE_BWRAP", str(tmp_path / "missing-bwrap"))
+    code = main(["solve", "--method", "pot", "--model", "scripted/m", "What is 2 + 2?"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "scale: error:" in err and "bubblewrap" in err
