@@ -14,12 +14,17 @@ so estimators combined with ``+`` pay for System 1's greedy reply once.
   (so a long reply with the same doubt per token scores higher).
 - ``check``: System 1's calculation evaluated exactly (``scale.calc``) against its answer:
   0 when it matches, 0.9 when it cannot be read, 1 when it gives another value.
+- ``crosscheck``: System 1's greedy reply against one greedy program (the model writes a
+  SymPy program, the sandbox runs it): agreement, silence or disagreement sets the band
+  ([0, 1/3], [1/3, 2/3], [2/3, 1]), the greedy reply's ``confidence-total`` orders within
+  it. The program's answer is kept as a vote for System 2 (``Evidence.votes``).
 - ``none``: no calls; every step counts as hardest.
 - ``a+b``: the highest of the parts' scores (any part's doubt escalates).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -35,6 +40,7 @@ from scale.programs.records import Fallback, Rating, Sample, Step
 from scale.programs.solve import Solver
 from scale.programs.stopping import majority
 from scale.signatures import AssessDifficulties, AssessDifficulty
+from scale.verify import is_equivalent
 
 if TYPE_CHECKING:
     from scale.programs.scale import SCALE
@@ -89,11 +95,18 @@ class Evidence:
         self.step = step
         self.logprobs = logprobs
         self._replies: list[Sample] = []
+        self._votes: list[Sample] = []
 
     @property
     def replies(self) -> list[Sample]:
         """The replies made so far: the greedy one first, then samples by rollout id."""
         return list(self._replies)
+
+    @property
+    def votes(self) -> list[Sample]:
+        """Replies of another kind made so far (a program's): they count in System 2's
+        vote but are not its chains."""
+        return list(self._votes)
 
     @property
     def whole(self) -> bool:
@@ -128,6 +141,12 @@ class Evidence:
                 )
             )
         return self._replies[:m]
+
+    def program(self, coder: Solver) -> Sample:
+        """One greedy program from ``coder`` on the same inputs (one call, made once)."""
+        if not self._votes:
+            self._votes.append(coder.reply(step=self.step, stage="assess", **self._inputs()))
+        return self._votes[0]
 
 
 class Estimator:
@@ -318,10 +337,24 @@ class Confidence(Estimator):
         self.over = over
         self.name = self.NAMES[over]
 
-    def rate(self, evidence: Evidence) -> Rating:
-        reply = evidence.greedy()
+    @classmethod
+    def doubt(cls, reply: Sample, over: Literal["lowest", "mean", "total"]) -> float | None:
+        """1 - the reply's probability ``over`` its tokens (see the class), or None when
+        it carries no logprobs."""
         found = trace_confidence(reply.logprobs or [])
         if found is None:
+            return None
+        logprob = {
+            "lowest": found.lowest,
+            "mean": found.mean,
+            "total": found.total / cls.TOTAL_TOKENS,
+        }[over]
+        return 1.0 - math.exp(logprob)
+
+    def rate(self, evidence: Evidence) -> Rating:
+        reply = evidence.greedy()
+        doubt = self.doubt(reply, self.over)
+        if doubt is None:
             # a reply that could not be read keeps no logprobs: its own fallback says why
             unread = reply.fallback is not None
             return Rating(
@@ -335,13 +368,7 @@ class Confidence(Estimator):
                 ],
                 fallbacks=[] if unread else [Fallback.NO_LOGPROBS],
             )
-        logprob = {
-            "lowest": found.lowest,
-            "mean": found.mean,
-            "total": found.total / self.TOTAL_TOKENS,
-        }[self.over]
-        score = 1.0 - math.exp(logprob)
-        return Rating(round(score, 6), answer=reply.answer, context=evidence.earlier)
+        return Rating(round(doubt, 6), answer=reply.answer, context=evidence.earlier)
 
 
 class Check(Estimator):
@@ -365,6 +392,47 @@ class Check(Estimator):
             answer=sample.answer,
             context=evidence.earlier,
             notes=notes,
+        )
+
+
+class CrossCheck(Estimator):
+    """System 1's greedy reply against a greedy program by the same model. The band says
+    how the two answers relate (agree: [0, 1/3]; either is empty: [1/3, 2/3]; they differ:
+    [2/3, 1]); the reply's ``confidence-total`` doubt orders problems within a band
+    (mid-band without logprobs). System 1's answer rides along (the program's when System
+    1 gave none)."""
+
+    name = "crosscheck"
+    logprobs = True
+    BANDS: ClassVar[dict[str, float]] = {"agree": 0.0, "silent": 0.5, "differ": 1.0}
+
+    def __init__(self, system1: SystemProfile):
+        coding = dataclasses.replace(
+            system1, kind="program", max_tokens=None, samples=1, logprobs=False
+        )
+        self.coders = {whole: Solver(coding, 1, whole=whole) for whole in (True, False)}
+
+    def rate(self, evidence: Evidence) -> Rating:
+        reply = evidence.greedy()
+        coded = evidence.program(self.coders[evidence.whole])
+        if not reply.answer or not coded.answer:
+            relation = "silent"
+        else:
+            relation = "agree" if is_equivalent(reply.answer, coded.answer) else "differ"
+        doubt = Confidence.doubt(reply, "total")
+        notes = [f"System 1 {reply.answer!r}, its program {coded.answer!r}: {relation}"]
+        fallbacks = [coded.fallback] if coded.fallback is not None else []
+        if doubt is None:
+            notes.append("no logprobs on System 1's reply: mid-band")
+            if reply.fallback is None:
+                fallbacks.append(Fallback.NO_LOGPROBS)
+        score = (2 * self.BANDS[relation] + (0.5 if doubt is None else doubt)) / 3
+        return Rating(
+            round(score, 6),
+            answer=reply.answer or coded.answer,
+            context=evidence.earlier,
+            notes=notes,
+            fallbacks=fallbacks,
         )
 
 
@@ -404,6 +472,7 @@ ESTIMATORS: dict[str, Factory] = {
         for over, name in Confidence.NAMES.items()
     },
     "check": lambda program: Check(),
+    "crosscheck": lambda program: CrossCheck(program.system1),
 }
 NO_ESTIMATE = "none"
 

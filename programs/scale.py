@@ -163,8 +163,12 @@ class SCALE(MathProgram):
             drawn = evidence.replies  # System 2 goes on from System 1's greedy reply and samples
             if drawn:
                 step.notes.append(f"continues from System 1's {len(drawn)} replies")
+        # e.g. the cross-check's program: one more chain in the vote, when it answered
+        votes = [v for v in evidence.votes if v.answer]
+        if votes and self.system2.samples > 1:
+            step.notes.append(f"counts {len(votes)} program replies as chains")
         with final_answer():
-            _solve_into(step, self.whole2, None, drawn=drawn, problem=problem)
+            _solve_into(step, self.whole2, None, drawn=drawn, votes=votes, problem=problem)
         return finish_step(step, None, started)
 
     def _plan(
@@ -228,11 +232,12 @@ def _solve_into(
     solver: Solver,
     index: int | None,
     drawn: list[Sample] | None = None,
+    votes: list[Sample] | None = None,
     **inputs: str,
 ) -> None:
-    """Solve with ``solver`` (continuing ``drawn``) and put its answer, samples, notes and
-    fallbacks on ``record``."""
-    pred = solver(step=index, drawn=drawn, **inputs)
+    """Solve with ``solver`` (continuing ``drawn``, counting ``votes``) and put its answer,
+    samples, notes and fallbacks on ``record``."""
+    pred = solver(step=index, drawn=drawn, votes=votes, **inputs)
     record.answer = pred.answer
     record.samples = pred.samples
     record.notes.extend(pred.notes)

@@ -188,31 +188,42 @@ class Solver(dspy.Module):
         step: int | None = None,
         stage: str = "solve",
         drawn: list[Sample] | None = None,
+        votes: list[Sample] | None = None,
         **inputs: str,
     ) -> list[Sample]:
         """Samples at the sample temperature until ``rule`` is satisfied, continuing
-        ``drawn`` (replies already made, e.g. an estimator's); rollout ids count on from
-        ``len(drawn)``."""
+        ``drawn`` (replies already made, e.g. an estimator's; rollout ids count on from
+        ``len(drawn)``) and counting ``votes`` (replies of another kind, e.g. a program's)
+        as chains after them: the vote is over mixed chains."""
         replies = list(drawn or [])
+        chains = [*replies, *(votes or [])]
         while True:
-            batch = rule.batch(len(replies))
+            batch = rule.batch(len(chains))
             if batch == 0:
-                return replies
+                return chains
             for _ in range(batch):
-                replies.append(self.reply(step=step, stage=stage, rollout=len(replies), **inputs))
-            if rule.done([r.answer for r in replies]):
-                return replies
+                reply = self.reply(step=step, stage=stage, rollout=len(replies), **inputs)
+                replies.append(reply)
+                chains.append(reply)
+            if rule.done([r.answer for r in chains]):
+                return chains
 
     def forward(
-        self, step: int | None = None, drawn: list[Sample] | None = None, **inputs: str
+        self,
+        step: int | None = None,
+        drawn: list[Sample] | None = None,
+        votes: list[Sample] | None = None,
+        **inputs: str,
     ) -> dspy.Prediction:
         """``drawn``: replies this solver would make first (the greedy one, then rollouts
-        1..), already made elsewhere; self-consistency continues from them."""
+        1..), already made elsewhere; self-consistency continues from them, with ``votes``
+        (another kind's replies) counted as chains too."""
         if self.profile.samples > 1:
             first = drawn or None
             if first is None and self.profile.greedy_first:
                 first = [self.reply(step=step, **inputs)]
-            replies = self.sample(self.profile.stop_rule, step=step, drawn=first, **inputs)
+            rule = self.profile.stop_rule
+            replies = self.sample(rule, step=step, drawn=first, votes=votes, **inputs)
             answers = [r.answer for r in replies]
             answer, share = majority(answers)
             notes = [
@@ -226,5 +237,10 @@ class Solver(dspy.Module):
             answer=answer,
             samples=replies,
             notes=notes,
-            fallbacks=[r.fallback for r in replies if r.fallback is not None],
+            # a vote's fallback is its maker's to record (the estimator's rating)
+            fallbacks=[
+                r.fallback
+                for r in replies
+                if r.fallback is not None and not any(r is v for v in votes or [])
+            ],
         )

@@ -28,6 +28,8 @@ class Preset:
     system2: dict[str, Any] = field(default_factory=dict)
 
 
+CROSSCHECK_AGREE = 0.333  # the cross-check's band of agreeing answers ends at 1/3
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
         "the authors' recipe: 8 candidate decompositions + a selection call, one self-rating "
@@ -43,6 +45,16 @@ PRESETS: dict[str, Preset] = {
         "stops at Adaptive-Consistency confidence 0.8 (cap 5)",
         agreement_samples=2,
         routing={"estimator": "agreement", "gate": 0.0, "decompose": False},
+        system1={"kind": "reasoning"},
+        system2={"samples": 5, "stop": "adaptive", "confidence": 0.8, "greedy_first": True},
+    ),
+    "crosscheck": Preset(
+        "CoT/program cross-check, problem-level: System 1 is greedy CoT and the same model "
+        "also writes one SymPy program (run in the OS sandbox); a problem whose two answers "
+        "agree is answered at once; the others go whole to System 2, greedy-first "
+        "self-consistency that goes on from the CoT reply, counts the program's answer as a "
+        "chain and stops at Adaptive-Consistency confidence 0.8 (cap 5 chains)",
+        routing={"estimator": "crosscheck", "gate": CROSSCHECK_AGREE, "decompose": False},
         system1={"kind": "reasoning"},
         system2={"samples": 5, "stop": "adaptive", "confidence": 0.8, "greedy_first": True},
     ),

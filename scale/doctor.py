@@ -85,6 +85,16 @@ def server_state() -> dict[str, Any]:
         return {"available": False, "install": str(exc)}
 
 
+def sandbox_state() -> dict[str, Any]:
+    """Whether model-written programs (``--method pot``, the crosscheck preset) can run."""
+    from scale import sandbox
+
+    why_not = sandbox.available()
+    if why_not is not None:
+        return {"available": False, "install": why_not}
+    return {"available": True, "bwrap": str(sandbox.bwrap_binary())}
+
+
 def report(*, check: bool = False) -> dict[str, Any]:
     """Everything ``scale doctor`` prints, as data."""
     from scale.local import runtime_name
@@ -97,6 +107,7 @@ def report(*, check: bool = False) -> dict[str, Any]:
         "versions": versions(),
         "llama_cpp": llama_cpp_state(check),
         "llama_server": server_state(),
+        "program_sandbox": sandbox_state(),
         "local_runtime": runtime_name(),
         "models": [packaged_status(m) for m in PACKAGED_MODELS.values()],
     }
@@ -128,6 +139,12 @@ def lines(found: dict[str, Any]) -> list[str]:
         f"llama-server: {server['path']}"
         if server["available"]
         else f"llama-server: {server['install']}"
+    )
+    box = found["program_sandbox"]
+    out.append(
+        f"program sandbox: bubblewrap + seccomp + rlimits ({box['bwrap']})"
+        if box["available"]
+        else f"program sandbox: unavailable ({box['install']})"
     )
     out.append(f"local runtime: {found['local_runtime']}")
     out.append("local models:")

@@ -16,6 +16,12 @@ seconds are its calls' recorded seconds (so every method replayed is timed the w
 calls were).
 
 Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``).
+
+A ``pot.jsonl`` there (or linked there) serves the program-aided calls too: a request to
+write a program gets the stored program back, and the sandbox runs it again; a request to
+correct one (matched by the problem and the failed program it quotes) gets the stored
+correction. A sample's tokens and seconds are stored per sample, not per call: they are
+served with its first call, and its correction is served at no cost.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "SCALE_RECORDINGS"
-GREEDY_METHOD, SAMPLED_METHOD = "cot", "vote"
+GREEDY_METHOD, SAMPLED_METHOD, PROGRAM_METHOD = "cot", "vote", "pot"
 
 
 class RecordingError(LookupError):
@@ -49,6 +55,13 @@ class _Method:
         inputs = {"problem": problem}
         return _plain(self.adapter.format(self.signature, demos=[], inputs=inputs))
 
+    def fix_instructions(self) -> str:
+        """The system message of this (program) method's correction requests."""
+        from scale.signatures.solve import FixProgram
+
+        inputs = {"problem": "", "program": "", "error": ""}
+        return _plain(self.adapter.format(FixProgram, demos=[], inputs=inputs))[0]["content"]
+
 
 def _load(path: Path) -> _Method:
     from scale.adapter import make_adapter
@@ -68,12 +81,14 @@ def _load(path: Path) -> _Method:
         # that call gives the same unusable reply
         if recorded := row.recorded_samples():
             samples[row.steps[0]["subproblem"]] = recorded
-    (predictor,) = Solver(profile, 2, whole=True).predictors()
+    # the predictor of the reply itself (a program's correction is matched apart)
+    (predictor,) = Solver(profile, 2, whole=True).predict.predictors()
     return _Method(profile, predictor.signature, make_adapter(profile.adapter_name), samples)
 
 
 class Recordings:
-    """The stored greedy replies (``cot.jsonl``) and samples (``vote.jsonl``) of one folder."""
+    """The stored greedy replies (``cot.jsonl``), samples (``vote.jsonl``) and, if there,
+    greedy programs (``pot.jsonl``) of one folder."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -83,6 +98,8 @@ class Recordings:
             raise RecordingError(f"no recorded rows at {', '.join(missing)}")
         self.greedy = _load(found[GREEDY_METHOD])
         self.sampled = _load(found[SAMPLED_METHOD])
+        programs = self.folder / f"{PROGRAM_METHOD}.jsonl"
+        self.program = _load(programs) if programs.is_file() else None
         if self.greedy.profile.model != self.sampled.profile.model:
             raise RecordingError(
                 f"{self.folder}: {GREEDY_METHOD} and {SAMPLED_METHOD} used two models"
@@ -99,6 +116,11 @@ class Recordings:
             raise RecordingError(f"recorded with {self.greedy.profile.model}, asked for {model}")
         if params.get("top_logprobs"):
             raise RecordingError("the recordings hold no alternative tokens (top_logprobs)")
+        if self.program is not None and messages:
+            if messages[0].get("content") == self.program.fix_instructions():
+                return self._program_reply(messages, params, correction=True)
+            if _plain(messages[:1]) == self.program.messages("")[:1]:
+                return self._program_reply(messages, params, correction=False)
         problem = str(messages[-1].get("content", "")) if messages else ""
         rollout = params.get("seed")
         temperature = float(params.get("temperature") or 0.0)
@@ -145,6 +167,42 @@ class Recordings:
             "total_tokens": prompt + completion,
         }
         return {"choices": [choice], "usage": usage}, float(sample.get("seconds") or 0.0)
+
+    def _program_reply(
+        self, messages: list[dict], params: dict, *, correction: bool
+    ) -> tuple[dict, float]:
+        """The stored program (or its correction) for a program-aided request."""
+        method = self.program
+        assert method is not None
+        if params.get("seed") is not None or float(params.get("temperature") or 0.0) != 0:
+            raise RecordingError(f"{PROGRAM_METHOD}.jsonl holds greedy programs only")
+        if params.get("max_tokens") != method.profile.max_tokens:
+            raise RecordingError(
+                f"programs recorded at max_tokens {method.profile.max_tokens}, asked at "
+                f"{params.get('max_tokens')}"
+            )
+        content = str(messages[-1].get("content", ""))
+        if correction:
+            found = [
+                s
+                for problem, (s, *_) in method.samples.items()
+                if problem in content and len(s.get("programs") or []) > 1
+                if s["programs"][0] in content
+            ]
+            if len(found) != 1:
+                raise RecordingError("no single recorded correction matches this request")
+            program, usage, seconds = found[0]["programs"][1], (0, 0), 0.0
+        else:
+            stored = method.samples.get(content)
+            if stored is None or _plain(messages) != method.messages(content):
+                raise RecordingError(f"no recorded program for the problem {content[:80]!r}")
+            first = stored[0]
+            program = (first.get("programs") or [""])[0]
+            usage = (first.get("prompt_tokens", 0), first.get("completion_tokens", 0))
+            seconds = float(first.get("seconds") or 0.0)
+        choice = {"finish_reason": "stop", "message": {"content": f"```python\n{program}\n```"}}
+        total = {"prompt_tokens": usage[0], "completion_tokens": usage[1]}
+        return {"choices": [choice], "usage": total | {"total_tokens": sum(usage)}}, seconds
 
 
 def _plain(messages: list[dict]) -> list[dict]:

