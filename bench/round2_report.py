@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import round3_report
+
 from scale.bench import replayed_methods
 from scale.optimizers import ResultRow, read_results, summarize
 from scale.optimizers.replay import stored_answers
@@ -71,6 +73,7 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]], int]:
         rows = _rows(path, ids)
         if rows is not None:
             methods[f"tuned on {path.parent.name.removeprefix('transfer-from-')}"] = rows
+    methods |= round3_report.collect(folder, ids, methods)
     return ids, methods, chains
 
 
@@ -84,7 +87,11 @@ def _all(path: Path) -> list[ResultRow]:
 
 def _point(name: str, rows: list[ResultRow]) -> dict[str, Any]:
     s = summarize(rows, 0.0)
-    family = method_family(name) or (name.split("@")[0] if name.startswith("scale/") else None)
+    family = (
+        method_family(name)
+        or round3_report.family(name)
+        or (name.split("@")[0] if name.startswith("scale/") else None)
+    )
     return {
         "label": name,
         "family": family,
@@ -297,6 +304,7 @@ def report(folder: Path) -> tuple[str, dict[str, Any]]:
         "",
     ]
     lines += estimators
+    lines += round3_report.section(folder, methods)
     plotted = [p for p in points.values() if p["label"] != "plain-cot"]
     title = f"{folder.name}: {len(ids)} problems"
     tradeoff_plot(plotted, folder / "summary.png", title=title)

@@ -405,6 +405,8 @@ class CrossCheck(Estimator):
     name = "crosscheck"
     logprobs = True
     BANDS: ClassVar[dict[str, float]] = {"agree": 0.0, "silent": 0.5, "differ": 1.0}
+    AGREED = 0.333  # a gate here answers agreeing problems at once
+    UNCONTESTED = 0.666  # ... and those whose program was silent: all but disagreements
 
     def __init__(self, system1: SystemProfile):
         coding = dataclasses.replace(

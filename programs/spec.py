@@ -9,6 +9,7 @@ from typing import Any
 from scale.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from scale.programs.base import MathProgram
 from scale.programs.baselines import CoT, Vote
+from scale.programs.estimators import CrossCheck
 from scale.programs.io import PROFILE_KNOBS, apply_state, read_program
 from scale.programs.profiles import SystemProfile, system1, system2
 from scale.programs.route import Routing
@@ -27,8 +28,6 @@ class Preset:
     system1: dict[str, Any] = field(default_factory=dict)
     system2: dict[str, Any] = field(default_factory=dict)
 
-
-CROSSCHECK_AGREE = 0.333  # the cross-check's band of agreeing answers ends at 1/3
 
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
@@ -50,11 +49,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "crosscheck": Preset(
         "CoT/program cross-check, problem-level: System 1 is greedy CoT and the same model "
-        "also writes one SymPy program (run in the OS sandbox); a problem whose two answers "
-        "agree is answered at once; the others go whole to System 2, greedy-first "
+        "also writes one SymPy program (run in the OS sandbox); a problem is answered at "
+        "once unless the two answers differ; those go whole to System 2, greedy-first "
         "self-consistency that goes on from the CoT reply, counts the program's answer as a "
         "chain and stops at Adaptive-Consistency confidence 0.8 (cap 5 chains)",
-        routing={"estimator": "crosscheck", "gate": CROSSCHECK_AGREE, "decompose": False},
+        routing={"estimator": "crosscheck", "gate": CrossCheck.UNCONTESTED, "decompose": False},
         system1={"kind": "reasoning"},
         system2={"samples": 5, "stop": "adaptive", "confidence": 0.8, "greedy_first": True},
     ),

@@ -11,6 +11,7 @@ from conftest import COMPLETION_TOKENS, PROMPT_TOKENS, ScriptedText
 
 from scale import sandbox
 from scale.programs import Fallback, build_program
+from scale.programs.estimators import CrossCheck
 from scale.sandbox import SandboxUnavailable
 
 PROBLEM = "A shop sells pens at 3 dollars each. How much do 4 pens cost?"
@@ -180,17 +181,18 @@ def test_crosscheck_escalates_a_disagreement_and_counts_the_program_as_a_chain(s
 
 
 def test_crosscheck_a_silent_program_is_the_middle_band_and_no_chain(scripted):
-    def cot(prompt, params):
-        return "\\boxed{12}"
-
-    scripted.rules = [(FIX, fenced("x = 1")), (WRITE, fenced("x = 1")), (COT, cot)]
-    pred = crosscheck()(problem=PROBLEM)
-    step = only_step(pred)
+    scripted.rules = [(FIX, fenced("x = 1")), (WRITE, fenced("x = 1")), (COT, "\\boxed{12}")]
+    uncontested = crosscheck()(problem=PROBLEM)  # the preset answers it at once
+    step = only_step(uncontested)
     assert 1 / 3 <= step.difficulty <= 2 / 3
-    assert step.system == 2
+    assert (step.system, uncontested.answer, uncontested.usage.lm_calls) == (1, "12", 3)
+    assert step.fallbacks.count(Fallback.PROGRAM_SILENT) == 1
+    # gated on agreement alone, it escalates; the silent program is no chain of the vote
+    escalated = crosscheck(gate=CrossCheck.AGREED)(problem=PROBLEM + " In dollars.")
+    step = only_step(escalated)
+    assert step.system == 2 and escalated.answer == "12"
     assert step.fallbacks.count(Fallback.PROGRAM_SILENT) == 1  # counted once, by the rating
-    assert all(s.programs is None for s in step.samples)  # an empty reply is no chain
-    assert pred.answer == "12"
+    assert all(s.programs is None for s in step.samples)
 
 
 def test_crosscheck_orders_problems_within_a_band_by_the_replys_logprobs(scripted):
