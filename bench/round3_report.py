@@ -10,6 +10,7 @@ preset makes, so the replay is exact, and the preset's own row checks it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,6 +253,19 @@ def targets(
             _met(failed <= 0.05 * calls, f"{failed} of {calls} ({failed / calls:.0%})"),
         )
     )
+    measured = ROOT / "round3-programs" / "sandbox-throughput.json"
+    if measured.is_file():
+        found = json.loads(measured.read_text())
+        runs = ", ".join(
+            f"{r['programs_per_second']}/s with {r['workers']} workers" for r in found["runs"]
+        )
+        info = found["machine"]
+        out.append(
+            (
+                "sandbox pool throughput stated (`sandbox-throughput.md`)",
+                f"stated: {runs} ({info['cores']} cores, {info['cpu']}, {info['date'][:10]})",
+            )
+        )
     return out
 
 
