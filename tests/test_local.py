@@ -188,3 +188,18 @@ def test_a_crashed_server_is_restarted_once_and_the_call_in_flight_fails(monkeyp
     with pytest.raises(ServerError, match="crashed again"):
         server.complete(messages, {"max_tokens": 2}, timeout=60)  # only one restart
     server.stop()
+
+
+def test_crosscheck_preset_runs_the_models_program_in_the_sandbox():
+    """The real path of the program-aided preset: CoT and a program from the tiny model, the
+    program run by the OS sandbox (or corrected once), every call counted."""
+    done = scale_cli(
+        "solve", "--model", TINY_MODEL, "--preset", "crosscheck", "What is 2+3?", "--json"
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    (step,) = out["steps"]
+    assert any("its program" in note for note in step["notes"])
+    rating = out["usage"]["by_stage"]["gate/assess"]
+    assert rating["lm_calls"] in (2, 3)  # CoT's reply, the program, maybe its correction
+    assert out["usage"]["lm_calls"] >= rating["lm_calls"]
