@@ -9,11 +9,14 @@ chooses a model, an endpoint, a key or a per-call config: those come from the ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,21 +187,52 @@ def _check_predictor(where: str, state: Any) -> None:
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
 
-def local_program(ref: str | Path) -> Path:
+@contextlib.contextmanager
+def _store(mlflow: Any, uri: str | None) -> Iterator[None]:
+    """MLflow's tracking and registry stores set to ``uri`` inside the block (``models:/``
+    resolves in the registry), as they were after it."""
+    if uri is None:
+        yield
+        return
+    with _STORE_LOCK:
+        tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(tracking)
+            mlflow.set_registry_uri(registry)
+
+
+_STORE_LOCK = threading.Lock()
+
+
+def local_program(ref: str | Path, tracking_uri: str | None = None) -> Path:
     """A program file on disk: ``ref`` itself, or, for an MLflow model URI (``models:/NAME/
     VERSION``, ``runs:/RUN_ID/model``) logged by ``scale compile``, its program artifact
-    downloaded from the tracking store."""
+    downloaded from the tracking store (``tracking_uri``, else MLflow's current one)."""
     text = str(ref)
     if not text.startswith(MLFLOW_SCHEMES):
         return Path(ref)
     try:
         import mlflow
 
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        with _store(mlflow, tracking_uri):
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise ProgramFileError(f"{text}: cannot fetch it from MLflow ({problem})") from None
-    found = sorted((folder / "artifacts").glob("*.json"))
+    found = sorted((folder / "data").glob("*.json"))
+    if not found:  # logged before the loader module: the program JSON among code
+        found = sorted((folder / "artifacts").glob("*.json"))
+        if len(found) == 1:
+            warnings.warn(
+                f"{text} was logged as code (models-from-code): scale reads only its program "
+                "JSON, but mlflow.pyfunc.load_model would run the code it carries; log it "
+                "again with this version",
+                stacklevel=2,
+            )
     if len(found) != 1:
         raise ProgramFileError(
             f"{text}: not a program logged by scale compile (no program artifact)"
@@ -206,11 +240,11 @@ def local_program(ref: str | Path) -> Path:
     return found[0]
 
 
-def read_program(path: str | Path) -> dict[str, Any]:
+def read_program(path: str | Path, tracking_uri: str | None = None) -> dict[str, Any]:
     """The saved state at ``path`` (a file, or an MLflow model URI, see ``local_program``),
     validated as a program file of this format (see the module docstring for what it may
     hold)."""
-    path = local_program(path)
+    path = local_program(path, tracking_uri)
     if path.suffix != ".json":
         raise ProgramFileError(f"{path}: only .json program files are loaded (never pickle)")
     try:
@@ -268,9 +302,9 @@ def apply_state(program: dspy.Module, state: dict[str, Any], path: str | Path) -
         raise ProgramFileError(f"{path}: invalid program state ({exc})") from None
 
 
-def tuned_on(path: str | Path) -> set[str]:
+def tuned_on(path: str | Path, tracking_uri: str | None = None) -> set[str]:
     """The example ids a saved program was compiled on (its train and validation ids)."""
-    header = read_program(path)["scale"]
+    header = read_program(path, tracking_uri)["scale"]
     return {str(i) for i in (header.get("train_ids") or []) + (header.get("val_ids") or [])}
 
 
@@ -278,10 +312,10 @@ class OverlapError(ValueError):
     """A tuned program measured on examples it was compiled on."""
 
 
-def refuse_overlap(path: str | Path, ids: Iterable[str]) -> None:
+def refuse_overlap(path: str | Path, ids: Iterable[str], tracking_uri: str | None = None) -> None:
     """Raise ``OverlapError`` if the program at ``path`` was compiled on any of ``ids``
     (measuring it there would report leaked accuracy)."""
-    shared = sorted(tuned_on(path) & {str(i) for i in ids})
+    shared = sorted(tuned_on(path, tracking_uri) & {str(i) for i in ids})
     if shared:
         raise OverlapError(
             f"{path} was compiled on {len(shared)} of these examples "

@@ -93,11 +93,13 @@ class ProgramSpec:
     """Everything that builds a method, from CLI options (``from_args``) or keywords.
 
     ``None`` means "the default": the preset's, or the tuned program's (``program``)
-    when one is loaded; anything set here overrides both. ``api_key`` is never logged."""
+    when one is loaded; anything set here overrides both. ``api_key`` is never logged;
+    ``tracking_uri`` is the MLflow store a ``models:/`` or ``runs:/`` program is read from."""
 
     method: str = "scale"
     preset: str = "efficient"
     program: str | None = None
+    tracking_uri: str | None = field(default=None, repr=False)  # where an MLflow program is
     model: str = DEFAULT_MODEL
     system1_model: str | None = None
     system2_model: str | None = None
@@ -131,8 +133,9 @@ class ProgramSpec:
         return cls(**{**found, **overrides})
 
     def params(self) -> dict[str, Any]:
-        """The spec as MLflow parameters (no key)."""
-        return {k: v for k, v in asdict(self).items() if k != "api_key" and v is not None}
+        """The spec as MLflow parameters (no key, no store address)."""
+        hidden = ("api_key", "tracking_uri")
+        return {k: v for k, v in asdict(self).items() if k not in hidden and v is not None}
 
     @property
     def system_models(self) -> tuple[str, str]:
@@ -140,7 +143,7 @@ class ProgramSpec:
 
     def build(self) -> MathProgram:
         """The method, with a tuned program's prompts, routing and knobs loaded on top."""
-        saved = read_program(self.program) if self.program else None
+        saved = read_program(self.program, self.tracking_uri) if self.program else None
         header = saved["scale"] if saved else {}
         method = header.get("method", self.method)
         if method not in METHODS:

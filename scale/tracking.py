@@ -45,18 +45,19 @@ def _numbers(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 def log_program(
     tracker: Tracker, path: str | Path, *, model: str, registered_name: str | None = None
 ) -> str | None:
-    """Log the program at ``path`` as an MLflow model from code (``scale.mlflow_model``: no
+    """Log the program at ``path`` as an MLflow model whose loader is the installed
+    ``scale.mlflow_model`` (the artifact holds the JSON and the model's name, no code and no
     pickle), registered as ``registered_name`` if given; returns its ``models:/`` URI."""
     if tracker._mlflow is None:
         return None
     mlflow = tracker._mlflow
-    from scale import __version__, mlflow_model
+    from scale import __version__
 
     try:
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=mlflow_model.__file__,
-            artifacts={"program": str(path)},
+            loader_module="scale.mlflow_model",
+            data_path=str(path),
             model_config={"model": model},
             pip_requirements=[f"scale-dspy=={__version__}"],
             registered_model_name=registered_name,

@@ -145,3 +145,26 @@ def test_agreement_samples_override_the_presets_count():
     assert ProgramSpec(model="scripted/s").build().agreement_samples == 2
     assert ProgramSpec(model="scripted/s", preset="stepwise").build().agreement_samples == 3
     assert ProgramSpec(model="scripted/s", agreement_samples=5).build().agreement_samples == 5
+
+
+@pytest.mark.parametrize("layout", ["data", "artifacts"])
+def test_an_mlflow_uri_reads_only_the_program_json(tmp_path, monkeypatch, layout):
+    """The program logged as data (data/), or, with a warning, as code by earlier builds
+    (artifacts/ beside the code): only the JSON is read."""
+    import mlflow
+
+    from scale.programs.io import local_program
+
+    path, _ = saved(tmp_path)
+    folder = tmp_path / "download"
+    (folder / layout).mkdir(parents=True)
+    (folder / layout / "tuned.json").write_text(path.read_text())
+    (folder / "python_model.py").write_text("raise SystemExit('ran')\n")
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", lambda artifact_uri: str(folder))
+    if layout == "artifacts":
+        with pytest.warns(UserWarning, match="logged as code"):
+            found = local_program("models:/old/1")
+    else:
+        found = local_program("models:/new/1")
+    assert found == folder / layout / "tuned.json"
+    assert ProgramSpec(program=str(found)).build().routing.dump_state()

@@ -156,7 +156,7 @@ def run_bench(args: argparse.Namespace) -> int:
     spec.build()  # refuses unknown models before any work
     examples = load_examples(args)
     if args.program:
-        refuse_overlap(args.program, [e.id for e in examples])
+        refuse_overlap(args.program, [e.id for e in examples], getattr(args, "tracking_uri", None))
 
     def build(name: str):
         if name == "plain-cot":
@@ -219,7 +219,7 @@ def run_estimators(args: argparse.Namespace) -> int:
     examples = load_examples(args)
     spec = spec_from_args(args)
     if spec.program:
-        refuse_overlap(spec.program, [e.id for e in examples])
+        refuse_overlap(spec.program, [e.id for e in examples], spec.tracking_uri)
     program = spec.build()
     require_scale(program)
     with tracked_run(

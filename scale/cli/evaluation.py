@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     examples = load_examples(args)
     spec = spec_from_args(args)
     if spec.program:
-        refuse_overlap(spec.program, [e.id for e in examples])
+        refuse_overlap(spec.program, [e.id for e in examples], spec.tracking_uri)
     program = spec.build()
     out = args.out or str(Path(tempfile.mkdtemp(prefix="scale-eval-")) / "results.jsonl")
     with tracked_run(args, f"eval {program.method} {args.dataset}", spec) as tracker:
