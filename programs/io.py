@@ -267,6 +267,18 @@ def read_program(path: str | Path, tracking_uri: str | None = None) -> dict[str,
         )
     if not isinstance(header.get("method"), str):
         raise ProgramFileError(f"{path}: the header names no method")
+    from scale.programs.spec import METHODS
+
+    if header["method"] not in METHODS:
+        raise ProgramFileError(
+            f"{path}: unknown method {header['method'][:60]!r}: one of {', '.join(METHODS)}"
+        )
+    for key in ("train_ids", "val_ids"):
+        ids = header.get(key)
+        if ids is not None and not (
+            isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)
+        ):
+            raise ProgramFileError(f"{path}: {key} must be a list of example ids")
     _check_knobs(f"{path}: structure", header.get("structure") or {}, STRUCTURE)
     profiles = header.get("profiles") or {}
     if not isinstance(profiles, dict) or set(profiles) - {"system1", "system2"}:

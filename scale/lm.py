@@ -296,8 +296,35 @@ def _key_cache_on_endpoint() -> None:
 _key_cache_on_endpoint()
 
 
+class CallCancelled(RuntimeError):
+    """The work this call belonged to was cancelled (``cancellable``): no call is made."""
+
+
+_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "scale_cancel", default=None
+)
+
+
+@contextlib.contextmanager
+def cancellable(event: threading.Event) -> Iterator[None]:
+    """Inside the block, once ``event`` is set every further model call raises
+    ``CallCancelled`` before it is sent (a call in flight finishes)."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
+
+
 class AccountedLM(dspy.LM):
-    """A ``dspy.LM`` whose finished calls land in the active ``Ledger``."""
+    """A ``dspy.LM`` whose finished calls land in the active ``Ledger``, and which makes no
+    call once its work is cancelled."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        event = _cancel.get()
+        if event is not None and event.is_set():
+            raise CallCancelled("the request was cancelled: no further model calls")
+        return super().forward(*args, **kwargs)
 
     def update_history(self, entry: dict[str, Any]) -> None:
         super().update_history(entry)

@@ -7,16 +7,22 @@
   answer last.
 - ``GET /v1/models`` (one entry per program), ``GET /health``.
 
-Limits answer as OpenAI clients expect: a problem over the size cap or empty -> 400, an
-unknown model -> 404, a missing or wrong bearer key -> 401, every worker busy -> 429 with
-``Retry-After``, past the per-request deadline -> 504; errors are OpenAI-style JSON. A
-client that disconnects frees its slot, and its program stops at the next stage boundary.
+Limits answer as OpenAI clients expect: a malformed request, or a problem over the size
+cap or empty -> 400, a body over ``max_body`` bytes -> 413, a body not sent within
+``body_seconds`` -> 408, an unknown model -> 404, a missing or wrong bearer key -> 401
+(compared in constant time), every worker busy -> 429 with ``Retry-After``, past the
+per-request deadline -> 504; errors are OpenAI-style JSON. A slot is held until its
+program has stopped: a client that disconnects, or a request past its deadline, cancels
+it, and it makes no further model call (the call in flight finishes), so ``max_in_flight``
+bounds the work at the backend. ``/health`` says "ok" and nothing more; no schema is
+served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import threading
 import time
@@ -28,10 +34,13 @@ import dspy
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from scale.lm import cancellable
 from scale.programs import MathProgram, ProgressCallback, reporting_to
 from scale.programs.base import MAX_PROBLEM_CHARS, ProblemError, clean_problem
 
 DEFAULT_DEADLINE = 600.0
+MAX_BODY_BYTES = 1 << 20  # as nginx's client_max_body_size
+BODY_SECONDS = 30.0  # for the whole body to arrive
 
 
 class Cancelled(Exception):
@@ -43,6 +52,53 @@ def _error(status: int, message: str, kind: str, headers: dict | None = None) ->
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+class BodyError(Exception):
+    """A request body that is too large (413) or too slow (408)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+async def _read_body(request: Request, cap: int, seconds: float) -> bytes:
+    """The body, at most ``cap`` bytes (checked on Content-Length and while reading), all
+    of it within ``seconds``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > cap):
+        raise BodyError(413, f"the request body is over the cap of {cap} bytes")
+    chunks, size = [], 0
+    stream = request.stream().__aiter__()
+    ends = time.monotonic() + seconds
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, ends - time.monotonic()))
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except asyncio.TimeoutError:
+            raise BodyError(408, f"the request body did not arrive within {seconds:g} s") from None
+        size += len(chunk)
+        if size > cap:
+            raise BodyError(413, f"the request body is over the cap of {cap} bytes")
+        chunks.append(chunk)
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ValueError("the user message's content must be text or a list of content parts")
+    texts = []
+    for part in content:
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise ValueError("each content part must be an object with a 'type'")
+        if part["type"] == "text":
+            if not isinstance(part.get("text"), str):
+                raise ValueError("a text content part's 'text' must be a string")
+            texts.append(part["text"])
+    return "\n".join(texts)
+
+
 def _problem(body: Any) -> str:
     """The text of the last user message; raises ValueError with the reason."""
     messages = body.get("messages") if isinstance(body, dict) else None
@@ -51,16 +107,23 @@ def _problem(body: Any) -> str:
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     if not users:
         raise ValueError("no user message: the last user message is the problem")
-    content = users[-1].get("content")
-    if isinstance(content, list):
-        content = "\n".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    if not isinstance(content, str):
-        raise ValueError("the user message's content must be text")
-    return content
+    return _text(users[-1].get("content"))
+
+
+def _options(body: dict) -> tuple[str | None, bool, bool]:
+    """(model, stream, include usage) as the request sets them; raises ValueError."""
+    model, stream = body.get("model"), body.get("stream", False)
+    options = body.get("stream_options")
+    if model is not None and not isinstance(model, str):
+        raise ValueError("'model' must be a string")
+    if not isinstance(stream, bool):
+        raise ValueError("'stream' must be true or false")
+    if options is not None and not isinstance(options, dict):
+        raise ValueError("'stream_options' must be an object")
+    usage = (options or {}).get("include_usage", True)
+    if not isinstance(usage, bool):
+        raise ValueError("'stream_options.include_usage' must be true or false")
+    return model, stream, usage
 
 
 def _step_line(index: int, step: Any) -> str:
@@ -133,14 +196,19 @@ def create_app(
     max_in_flight: int = 4,
     deadline: float = DEFAULT_DEADLINE,
     max_problem_chars: int = MAX_PROBLEM_CHARS,
+    max_body: int = MAX_BODY_BYTES,
+    body_seconds: float = BODY_SECONDS,
     retry_after: int = 2,
 ) -> FastAPI:
     """The ASGI app serving ``programs`` (name -> program)."""
     if not programs:
         raise ValueError("serve at least one program")
-    app = FastAPI(title="scale", docs_url=None, redoc_url=None)
+    if api_key is not None and not api_key:
+        raise ValueError("an empty API key would let anyone in: give a key, or none")
+    app = FastAPI(title="scale", docs_url=None, redoc_url=None, openapi_url=None)
     busy = {"n": 0}
     lock = threading.Lock()
+    expected = f"Bearer {api_key}".encode() if api_key else None
 
     def take_slot() -> bool:
         with lock:
@@ -154,8 +222,12 @@ def create_app(
             busy["n"] -= 1
 
     def start(program: MathProgram, problem: str, cancel: threading.Event, push) -> asyncio.Future:
+        """Run the program in a thread holding a taken slot until it stops (cancelled, it
+        makes no further call); the deadline cancels it even if no one is waiting."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
+        timer = threading.Timer(deadline, cancel.set)
+        timer.daemon = True
 
         def settle(ok: bool, value: Any) -> None:
             if not future.done():
@@ -163,24 +235,29 @@ def create_app(
 
         def work() -> None:
             try:
-                with reporting_to(_Watch(cancel, push)):
+                with cancellable(cancel), reporting_to(_Watch(cancel, push)):
                     outcome = (True, program(problem=problem))
             except BaseException as exc:  # handed to the request
                 outcome = (False, exc)
+            finally:
+                timer.cancel()
+                free_slot()
             with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
                 loop.call_soon_threadsafe(settle, *outcome)
 
+        timer.start()
         threading.Thread(target=work, daemon=True, name="scale-serve").start()
         return future
 
     def refused(request: Request) -> JSONResponse | None:
-        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+        given = request.headers.get("authorization", "").encode()
+        if expected is not None and not hmac.compare_digest(given, expected):
             return _error(401, "missing or wrong API key", "authentication_error")
         return None
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "in_flight": busy["n"], "max_in_flight": max_in_flight}
+        return {"status": "ok"}
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -196,13 +273,16 @@ def create_app(
         if (refusal := refused(request)) is not None:
             return refusal
         try:
-            body = await request.json()
+            body = json.loads(await _read_body(request, max_body, body_seconds))
             text = _problem(body)
-        except (ValueError, json.JSONDecodeError) as exc:
-            return _error(400, f"invalid request: {exc}", "invalid_request_error")
-        name = body.get("model") or next(iter(programs))
+            name, stream, include_usage = _options(body)
+        except BodyError as exc:
+            return _error(exc.status, str(exc), "invalid_request_error")
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            return _error(400, f"invalid request: {exc}"[:500], "invalid_request_error")
+        name = name or next(iter(programs))
         if name not in programs:
-            return _error(404, f"no model {name!r}; see /v1/models", "model_not_found")
+            return _error(404, f"no model {name[:100]!r}; see /v1/models", "model_not_found")
         if len(text) > max_problem_chars:
             return _error(
                 400,
@@ -223,11 +303,17 @@ def create_app(
         program = programs[name]
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         cancel = threading.Event()
-        if body.get("stream"):
-            return StreamingResponse(
-                _stream(program, name, problem, ident, cancel, body, start, free_slot, deadline),
-                media_type="text/event-stream",
-            )
+        if stream:
+            queue: asyncio.Queue = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+
+            def push(text: str) -> None:
+                with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
+                    loop.call_soon_threadsafe(queue.put_nowait, text)
+
+            future = start(program, problem, cancel, push)
+            events = _stream(program, name, ident, cancel, future, queue, include_usage, deadline)
+            return StreamingResponse(events, media_type="text/event-stream")
         future = start(program, problem, cancel, None)
         started = time.monotonic()
         try:
@@ -242,7 +328,6 @@ def create_app(
             return _error(500, f"{type(exc).__name__}: {exc}", "server_error")
         finally:
             cancel.set()
-            free_slot()
         return {
             "id": ident,
             "object": "chat.completion",
@@ -265,18 +350,15 @@ def create_app(
 async def _stream(
     program: MathProgram,
     name: str,
-    problem: str,
     ident: str,
     cancel: threading.Event,
-    body: dict,
-    start: Callable,
-    free_slot: Callable[[], None],
+    future: asyncio.Future,
+    queue: asyncio.Queue,
+    include_usage: bool,
     deadline: float,
 ) -> AsyncIterator[str]:
     """Server-sent events: a role chunk, one content chunk per stage and step, the answer,
     a final chunk (finish reason, usage, steps), then ``[DONE]``."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
     created = int(time.time())
 
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
@@ -291,12 +373,6 @@ async def _stream(
         return f"data: {json.dumps(data)}\n\n"
 
     try:
-
-        def push(text: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the server stopped meanwhile
-                loop.call_soon_threadsafe(queue.put_nowait, text)
-
-        future = start(program, problem, cancel, push)
         yield chunk({"role": "assistant", "content": ""})
         started = time.monotonic()
         while not (future.done() and queue.empty()):
@@ -316,11 +392,8 @@ async def _stream(
             yield f"data: {json.dumps({'error': error})}\n\n"
             return
         yield chunk({"content": f"Final answer: \\boxed{{{pred.answer}}}"})
-        usage = (
-            _usage(pred) if (body.get("stream_options") or {}).get("include_usage", True) else None
-        )
+        usage = _usage(pred) if include_usage else None
         yield chunk({}, "stop", usage=usage, scale=_extra(pred, program.method))
         yield "data: [DONE]\n\n"
     finally:  # also when the client disconnects (the generator is cancelled)
         cancel.set()
-        free_slot()

@@ -79,6 +79,9 @@ def test_a_program_file_never_chooses_the_model_or_endpoint(tmp_path):
         (lambda s, p: s["routing"].update(version=0), "version"),
         (lambda s, p: s["scale"].update(format=1), "format"),
         (lambda s, p: s.pop("scale"), "header"),
+        (lambda s, p: s["scale"].update(method="rm -rf"), "unknown method"),
+        (lambda s, p: s["scale"].update(train_ids="abc"), "train_ids"),
+        (lambda s, p: s["scale"].update(val_ids=[{"id": 1}]), "val_ids"),
     ],
 )
 def test_what_a_program_file_may_not_hold(tmp_path, mutate, message):
@@ -168,3 +171,12 @@ def test_an_mlflow_uri_reads_only_the_program_json(tmp_path, monkeypatch, layout
         found = local_program("models:/new/1")
     assert found == folder / layout / "tuned.json"
     assert ProgramSpec(program=str(found)).build().routing.dump_state()
+
+
+def test_error_text_reaches_the_terminal_without_its_escape_sequences(tmp_path, capsys):
+    from scale.cli import main
+
+    hostile = tmp_path / "\x1b]0;owned\x07.json"
+    assert main(["solve", "--program", str(hostile), "--model", "scripted/s1", "1+1"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b" in err

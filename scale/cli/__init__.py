@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from scale.cli import bench, evaluation, misc, search, serve, solve
 from scale.cli.options import Parser, UsageError
-from scale.cli.support import say
+from scale.cli.support import printable, say
 
 COMMANDS = (solve, evaluation, search, bench, serve, misc)
 
@@ -68,12 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if isinstance(exc, _user_errors()):
-            say(f"scale: error: {exc}")
+            say(f"scale: error: {printable(exc)}")
             return 2
         if os.environ.get("SCALE_DEBUG"):
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
-        say(f"scale: error: {type(exc).__name__}: {first} (set SCALE_DEBUG=1 for the traceback)")
+        say(
+            f"scale: error: {type(exc).__name__}: {printable(first)} (set SCALE_DEBUG=1 for "
+            "the traceback)"
+        )
         return 1
     finally:
         sys.stdout.flush()

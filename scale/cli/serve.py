@@ -18,7 +18,7 @@ from scale.cli.support import say, spec_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scale.serve import DEFAULT_DEADLINE
+    from scale.serve import BODY_SECONDS, DEFAULT_DEADLINE, MAX_BODY_BYTES
 
     p = sub.add_parser(
         "serve",
@@ -42,7 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--require-key",
         metavar="KEY",
         default=os.environ.get("SCALE_SERVE_KEY"),
-        help="clients must send 'Authorization: Bearer KEY' (default: $SCALE_SERVE_KEY; none)",
+        help="clients must send 'Authorization: Bearer KEY' (default: $SCALE_SERVE_KEY; none: "
+        "allowed on a loopback --host only)",
+    )
+    p.add_argument(
+        "--insecure-no-key",
+        action="store_true",
+        help="serve a non-loopback --host without a key (anyone who reaches it can use it)",
     )
     p.add_argument(
         "--max-in-flight",
@@ -56,6 +62,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_DEADLINE,
         help="seconds a request may take before HTTP 504 (default: %(default)s)",
     )
+    p.add_argument(
+        "--max-body",
+        type=positive,
+        default=MAX_BODY_BYTES,
+        metavar="BYTES",
+        help="largest request body; larger gets HTTP 413 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive,
+        default=64,
+        help="open connections at once; more get HTTP 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=BODY_SECONDS,
+        help="seconds a request body may take to arrive; slower gets HTTP 408 (default: "
+        "%(default)s); an idle connection is closed after 5 s",
+    )
     add_model_options(p)
     add_program_options(p, program=False)
     p.set_defaults(run=run)
@@ -68,11 +94,25 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def check_exposure(args: argparse.Namespace) -> None:
+    """Refuse an empty key, and a non-loopback host without a key unless asked for."""
+    if args.require_key is not None and not args.require_key.strip():
+        raise UsageError("--require-key (or $SCALE_SERVE_KEY) is empty: give a key, or none")
+    if not _loopback(args.host) and not args.require_key and not args.insecure_no_key:
+        raise UsageError(
+            f"serving on {args.host} without a key lets anyone who reaches it use it: set "
+            "--require-key KEY (or $SCALE_SERVE_KEY), or pass --insecure-no-key"
+        )
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from scale.serve import create_app
 
+    check_exposure(args)
     programs = {}
     for path in args.program:
         programs[Path(path).stem] = spec_from_args(args, program=path).build()
@@ -82,13 +122,23 @@ def run(args: argparse.Namespace) -> int:
     if len(programs) != len(args.program or [None]):
         raise UsageError("two --program files have the same name (file stem)")
     if not _loopback(args.host) and not args.require_key:
-        say(f"note: serving on {args.host} without a key: anyone who can reach it can use it")
+        say(f"warning: serving on {args.host} without a key (--insecure-no-key)")
     app = create_app(
         programs,
-        api_key=args.require_key,
+        api_key=args.require_key or None,
         max_in_flight=args.max_in_flight,
         deadline=args.deadline,
+        max_body=args.max_body,
+        body_seconds=args.body_timeout,
     )
     say(f"serving {', '.join(programs)} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=16 << 10,  # request line and headers
+    )
     return 0
