@@ -8,6 +8,7 @@ import queue
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,7 +237,19 @@ def evaluate(
     (in example order) and the summary."""
     identity = identity if identity is not None else {"method": getattr(program, "method", "")}
     writer = ResultsFile(out, identity=identity, resume=resume) if out else None
-    done = {r.id: r for r in (writer.done if writer else []) if not (retry_errors and r.error)}
+    gold = {str(e.id): str(e.answer) for e in examples}
+    done = {
+        r.id: r
+        for r in (writer.done if writer else [])
+        if not (retry_errors and r.error) and gold.get(r.id, r.gold) == r.gold
+    }
+    stale = sum(1 for r in (writer.done if writer else []) if gold.get(r.id, r.gold) != r.gold)
+    if stale:
+        warnings.warn(
+            f"{stale} stored rows of {out} have another gold answer than the dataset's: "
+            "they are run again",
+            stacklevel=2,
+        )
     todo = [e for e in examples if str(e.id) not in done]
     wanted = {str(e.id) for e in examples}
     rows = {k: v for k, v in done.items() if k in wanted}

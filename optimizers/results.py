@@ -115,12 +115,33 @@ def read_results(path: str | Path) -> list[ResultRow]:
     return _rows(read_records(path))
 
 
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": (str, int),
+    "gold": str,
+    "predicted": str,
+    "correct": bool,
+    "error": (str, type(None)),
+    "steps": list,
+    "usage": dict,
+    "notes": list,
+    "fallbacks": list,
+    "seconds": (int, float),
+}
+
+
 def _rows(records: list[dict[str, Any]]) -> list[ResultRow]:
     rows: dict[str, ResultRow] = {}
     for data in records:
-        if "id" in data and "gold" in data:
-            row = ResultRow.from_dict(data)
-            rows[row.id] = row
+        if "id" not in data or "gold" not in data:
+            continue
+        wrong = [k for k, t in _ROW_TYPES.items() if k in data and not isinstance(data[k], t)]
+        if wrong or not all(isinstance(s, dict) for s in data.get("steps") or []):
+            warnings.warn(
+                f"a result row with malformed {', '.join(wrong) or 'steps'} skipped", stacklevel=3
+            )
+            continue
+        row = ResultRow.from_dict(data)
+        rows[row.id] = row
     return list(rows.values())
 
 

@@ -28,6 +28,7 @@ FORMAT = 2
 MAX_FILE_BYTES = 20 << 20
 MAX_DEMOS = 16
 MAX_TEXT = 50_000  # characters in one instruction, description or demo value
+MAX_PROMPT_TEXT = 64_000  # characters of one predictor's instructions and demos together
 
 # what a saved program may set on each system profile, with its bounds
 PROFILE_KNOBS: dict[str, tuple[type, Any]] = {
@@ -182,6 +183,14 @@ def _check_predictor(where: str, state: Any) -> None:
     for key in ("traces", "train"):
         if state.get(key) not in (None, []):
             raise ProgramFileError(f"{where}.{key} must be empty")
+    sent = len(str(signature.get("instructions") or "")) + sum(
+        len(str(v)) for demo in demos for v in demo.values()
+    )
+    if sent > MAX_PROMPT_TEXT:
+        raise ProgramFileError(
+            f"{where}: its instructions and demos hold {sent} characters, over the "
+            f"{MAX_PROMPT_TEXT} one request may carry"
+        )
 
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -176,6 +177,14 @@ class ProgramSpec:
         overrides = {k: getattr(self, k) for k in ROUTING_OPTIONS if getattr(self, k) is not None}
         if overrides and isinstance(program, SCALE):
             program.routing.load_state({**program.routing.dump_state(), **overrides})
+            inert = [k for k in ("threshold", "budget", "mode") if k in overrides]
+            if inert and not program.routing.decompose:
+                warnings.warn(
+                    f"{', '.join(inert)} routes the steps of decomposed problems; this "
+                    "program does not decompose (the gate alone decides): add --decompose "
+                    "to use it",
+                    stacklevel=2,
+                )
         return program
 
     def _profile(self, system: int, knobs: dict[str, Any]) -> SystemProfile:

@@ -50,6 +50,8 @@ _RANGE_RE = re.compile(r"(\d+)\s*-\s*(\d+)", re.ASCII)
 _CSV_NUL = "\udc00"
 _UNDECODABLE_RE = re.compile("[\udc80-\udcff]")
 _BINARY_SAMPLE = 8192
+MAX_FILE_BYTES = 1 << 30  # a dataset or id file
+MAX_CSV_FIELD = 16 << 20  # characters in one CSV field (the csv module's default is 128 KB)
 
 # A parsed row, or the reason (a str) why the row at that line is malformed.
 _Row = dict[str, object] | str
@@ -142,6 +144,9 @@ def read_ids(path: str | os.PathLike[str]) -> set[str]:
     """Example ids listed in a file: the ``id`` of each JSONL row (a dataset or a results
     file), or the ``ids`` list of a JSON object (a benchmark's ``report.json``)."""
     path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: cannot read ids (no such file)")
+    _check_regular(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -168,6 +173,15 @@ def read_ids(path: str | os.PathLike[str]) -> set[str]:
     return ids
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse a file that is not a regular one (a FIFO, a device) or is over the size cap."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: not a regular file (a pipe or a device?)")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DatasetError(f"{path}: {size >> 20} MB, over the cap of {MAX_FILE_BYTES >> 20} MB")
+
+
 def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, str, bytes, str]:
     """Resolve a built-in name or a file path to (display path, stem, bytes, format)."""
     key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
@@ -192,6 +206,7 @@ def _read(name_or_path: str | os.PathLike[str]) -> tuple[str, str, bytes, str]:
         raise DatasetError(f"{path}: no such file")
     if path.is_dir():
         raise DatasetError(f"{path}: is a directory, not a dataset file")
+    _check_regular(path)
     if not fmt:
         raise DatasetError(
             f"{path}: unsupported file type {suffix or '(none)'!r}; expected .jsonl or .csv"
@@ -270,6 +285,7 @@ def _reject_constant(name: str) -> float:
 def _csv_records(
     data: bytes, path: str, required: tuple[str, ...]
 ) -> Iterator[tuple[int, dict[str, object] | str]]:
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_FIELD))
     text = data.decode("utf-8", "surrogateescape").replace("\0", _CSV_NUL)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

@@ -63,6 +63,28 @@ class _Method:
         return _plain(self.adapter.format(FixProgram, demos=[], inputs=inputs))[0]["content"]
 
 
+def _check_sample(path: Path, row: str, sample: Any) -> None:
+    """Refuse a stored sample that could not be served as it was recorded."""
+    where = f"{path}: row {row}"
+    if not isinstance(sample, dict) or not isinstance(sample.get("answer", ""), str):
+        raise RecordingError(f"{where}: a sample must be an object with a text answer")
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = sample.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise RecordingError(f"{where}: {key} must be a count, got {value!r}")
+    seconds = sample.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e7:
+        raise RecordingError(f"{where}: seconds must be a finite duration, got {seconds!r}")
+    answer = sample.get("answer", "")
+    depth = 0
+    for char in answer:  # served inside \boxed{}: its braces must balance to read back
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        raise RecordingError(f"{where}: the answer {answer[:40]!r} has unbalanced braces")
+
+
 def _load(path: Path) -> _Method:
     from scale.adapter import make_adapter
     from scale.optimizers.results import read_header, read_results
@@ -80,6 +102,8 @@ def _load(path: Path) -> _Method:
         # a row whose reply held no usable answer is an error row with its sample: replayed,
         # that call gives the same unusable reply
         if recorded := row.recorded_samples():
+            for sample in recorded:
+                _check_sample(path, row.id, sample)
             samples[row.steps[0]["subproblem"]] = recorded
     # the predictor of the reply itself (a program's correction is matched apart)
     (predictor,) = Solver(profile, 2, whole=True).predict.predictors()

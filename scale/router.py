@@ -13,13 +13,19 @@ The file is litellm Router's own format (YAML or JSON)::
 
 DSPy calls a pool like one model: ``router/s2`` goes through a litellm custom provider that
 hands the call to the Router, so token accounting and DSPy's cache work as for any model
-(the cache key carries a hash of the file, so two pools never share answers).
+(the cache key carries a hash of the resolved deployments, so two pools never share
+answers).
+
+A router file is treated as untrusted: litellm's ``os.environ/NAME`` references may name
+only variables starting with ``SCALE_ROUTER_`` (so a file cannot send, say, an API key of
+yours to a host of its choosing); they are resolved when the file is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,8 @@ from litellm.llms.custom_llm import CustomLLMError
 from litellm.utils import custom_llm_setup
 
 PROVIDER = "router"
+ENV_PREFIX = "SCALE_ROUTER_"  # the only variables a router file may read
+_ENV_REF = "os.environ/"
 _PASSED = ("temperature", "top_p", "max_tokens", "stop", "seed", "logprobs", "top_logprobs",
            "response_format", "presence_penalty", "frequency_penalty", "n")  # fmt: skip
 
@@ -82,13 +90,15 @@ class _Pools:
         settings = config.get("router_settings") or {}
         if not isinstance(settings, dict):
             raise RouterError(f"{path}: router_settings must be a mapping")
+        model_list = _resolved(model_list, path)
         try:
             router = litellm.Router(model_list=model_list, **settings)
         except Exception as exc:
             raise RouterError(f"{path}: litellm's Router refused it ({exc})") from None
         with self._lock:
             self.router, self.path, self.names = router, path, names
-            self.digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+            resolved = json.dumps([model_list, settings], sort_keys=True, default=str)
+            self.digest = hashlib.sha256(resolved.encode()).hexdigest()[:16]
         register()
         return self.digest
 
@@ -101,6 +111,27 @@ class _Pools:
                 f"{model}: the router file {self.path} has no pool {name!r} "
                 f"(it has {', '.join(sorted(self.names))})"
             )
+
+
+def _resolved(value: Any, path: Path) -> Any:
+    """``value`` with its ``os.environ/NAME`` references replaced by the variables' values;
+    a name outside ``SCALE_ROUTER_*``, or unset, is refused."""
+    if isinstance(value, dict):
+        return {k: _resolved(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved(v, path) for v in value]
+    if isinstance(value, str) and value.startswith(_ENV_REF):
+        name = value.removeprefix(_ENV_REF)
+        if not name.startswith(ENV_PREFIX):
+            raise RouterError(
+                f"{path}: {value} reads a variable outside {ENV_PREFIX}*: a router file may "
+                f"read only those (e.g. export {ENV_PREFIX}KEY=... and use {_ENV_REF}"
+                f"{ENV_PREFIX}KEY)"
+            )
+        if name not in os.environ:
+            raise RouterError(f"{path}: {value} is not set")
+        return os.environ[name]
+    return value
 
 
 POOLS = _Pools()

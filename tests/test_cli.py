@@ -255,6 +255,7 @@ BAD = [
     (["throughput", "--delay", "-5"], "finite number >= 0"),
     (["solve", "--agreement-samples", "1", "x"], "must be in 2..16"),
     (["throughput", "--method", "bogus"], "invalid choice"),
+    (["solve", "--system2-samples", "100000", "x"], "over the cap of 64"),
     (["compile", "--dataset", "gsm8k", "--lambda", "nan", "--out", "x.json"], "finite"),
     (["eval", "--dataset", "gsm8k", "--resume", "--no-mlflow"], "--resume needs --out"),
     (
@@ -286,3 +287,31 @@ def test_every_command_explains_itself(capsys):
     ):
         assert run([command, "--help"]) == 0
         assert "usage: scale " + command in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("command", "make", "message"),
+    [
+        ("compile", lambda p: p.symlink_to(p.parent / "missing" / "x.json"), "a link to nothing"),
+        ("compile", lambda p: p.mkdir(), "is a folder"),
+        ("compile", lambda p: (p.parent / "file").write_text("x"), "cannot be written"),
+        ("bench", lambda p: p.write_text("x"), "is a file"),
+        ("eval", lambda p: p.mkdir(), "is a folder"),
+    ],
+)
+def test_an_unwritable_out_is_refused_before_any_work(
+    world, dataset, tmp_path, capsys, command, make, message
+):
+    out = tmp_path / "out"
+    make(out)
+    if message == "cannot be written":
+        out = tmp_path / "file" / "tuned.json"  # under a file, not a folder
+    argv = {
+        "compile": ["--train", "1", "--val", "1", "--optimizer", "none", "--estimators", "self"],
+        "bench": ["--methods", "cot"],
+        "eval": [],
+    }[command]
+    code = run([command, "--dataset", dataset, *MODELS, *argv, "--out", str(out), "--no-mlflow"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert world.calls == []

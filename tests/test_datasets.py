@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import warnings
@@ -397,3 +398,20 @@ def test_dataset_error_is_value_error() -> None:
     assert issubclass(DatasetError, ValueError)
     assert issubclass(DatasetWarning, UserWarning)
     assert str(RowIssue("f.jsonl", 3, "bad")) == "f.jsonl:3: bad"
+
+
+def test_a_fifo_or_a_device_is_refused_not_read(tmp_path) -> None:
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match="not a regular file"):
+        load_dataset(fifo)  # would block forever on open
+    with pytest.raises(DatasetError, match="not a regular file"):
+        read_ids("/dev/zero")  # would read without end
+
+
+def test_a_csv_field_over_the_csv_modules_default_limit_loads(tmp_path) -> None:
+    path = tmp_path / "big.csv"
+    long = "x" * 200_000
+    path.write_text(f"id,problem,answer\na,{long},1\n")
+    (example,) = load_dataset(path)
+    assert len(example.problem) == 200_000

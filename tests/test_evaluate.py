@@ -153,3 +153,23 @@ def test_an_abandoned_parallel_loop_does_not_wait_for_items_in_flight():
             raise KeyboardInterrupt
     assert time.perf_counter() - started < 5
     release.set()
+
+
+def test_resume_skips_forged_rows_and_reruns_rows_of_another_gold(tmp_path):
+    """A results file someone edited: a row of the wrong shape is skipped (not a crash), a
+    row claiming correct against another gold answer is run again, not counted."""
+    out = tmp_path / "r.jsonl"
+    evaluate(Counting(fail_on=None), EXAMPLES[:1], out=out, progress=False)
+    forged = [
+        {"id": "B", "gold": "10", "predicted": "10", "correct": True, "steps": "abc"},
+        {"id": "C", "gold": "999", "predicted": "999", "correct": True},
+    ]
+    with open(out, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in forged)
+    again = Counting(fail_on=None)
+    with pytest.warns(UserWarning) as caught:
+        rows, _ = evaluate(again, EXAMPLES, out=out, resume=True, progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "malformed steps" in messages and "another gold answer" in messages
+    assert [p[:9] for p in again.seen] == ["Problem B", "Problem C", "Problem D"]
+    assert {r.id: r.gold for r in rows}["C"] == str(EXAMPLES[2].answer)

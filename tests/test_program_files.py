@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
@@ -80,6 +81,7 @@ def test_a_program_file_never_chooses_the_model_or_endpoint(tmp_path):
         (lambda s, p: s["scale"].update(format=1), "format"),
         (lambda s, p: s.pop("scale"), "header"),
         (lambda s, p: s["scale"].update(method="rm -rf"), "unknown method"),
+        (lambda s, p: s[p].update(demos=[{"problem": "p" * 40_000}] * 2), "one request"),
         (lambda s, p: s["scale"].update(train_ids="abc"), "train_ids"),
         (lambda s, p: s["scale"].update(val_ids=[{"id": 1}]), "val_ids"),
     ],
@@ -180,3 +182,11 @@ def test_error_text_reaches_the_terminal_without_its_escape_sequences(tmp_path, 
     assert main(["solve", "--program", str(hostile), "--model", "scripted/s1", "1+1"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b" in err
+
+
+def test_a_threshold_without_decomposition_says_it_does_nothing():
+    with pytest.warns(UserWarning, match="does not decompose"):
+        ProgramSpec(model="scripted/s1", threshold=0.3).build()  # efficient: no decomposition
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ProgramSpec(model="scripted/s1", threshold=0.3, decompose=True).build()

@@ -333,3 +333,20 @@ def test_the_crosscheck_preset_replays_programs_and_their_corrections(recorded, 
     assert step["fallbacks"] == ["program_retried"]
     assert (hard.predicted, step["system"], hard.usage["lm_calls"]) == ("10", 2, 6)
     assert hard.usage["spent_tokens"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"completion_tokens": -5}, "must be a count"),
+        ({"prompt_tokens": "50"}, "must be a count"),
+        ({"seconds": float("inf")}, "finite duration"),
+        ({"answer": "7}"}, "unbalanced braces"),
+        ({"answer": 7}, "text answer"),
+    ],
+)
+def test_tampered_recordings_are_refused(recorded, change, message):
+    folder, _ = recorded
+    write_method(folder, "cot", lambda greedy, votes: [sample(greedy, None) | change])
+    with pytest.raises(RecordingError, match=message):
+        Recordings(folder)

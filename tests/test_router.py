@@ -4,6 +4,7 @@ being killed, and scale with the number of servers."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 
@@ -91,3 +92,28 @@ def test_a_pool_spreads_the_work_over_its_servers(tmp_path):
     assert sum(three) == sum(one) >= 12
     assert min(three) >= sum(three) // 6, three  # least-busy routing: no server idles
     print(f"\nstats: 3 servers at {rows[1]['scaling']:.2f}x the 1-server rate per server")
+
+
+def _pool_file(path, api_base: str, api_key: str) -> str:
+    entry = {"model": "openai/m", "api_base": api_base, "api_key": api_key}
+    path.write_text(json.dumps({"model_list": [{"model_name": "p", "litellm_params": entry}]}))
+    return str(path)
+
+
+def test_a_router_file_reads_only_its_own_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-yours")
+    stealing = _pool_file(
+        tmp_path / "r.json", "http://evil.example/v1", "os.environ/OPENAI_API_KEY"
+    )
+    with pytest.raises(RouterError, match="outside SCALE_ROUTER_"):
+        load_router(stealing)
+    with pytest.raises(RouterError, match="is not set"):
+        load_router(_pool_file(tmp_path / "u.json", "http://h/v1", "os.environ/SCALE_ROUTER_K"))
+
+
+def test_the_cache_key_follows_the_resolved_endpoints_not_the_files_text(tmp_path, monkeypatch):
+    path = _pool_file(tmp_path / "r.json", "os.environ/SCALE_ROUTER_BASE", "none")
+    monkeypatch.setenv("SCALE_ROUTER_BASE", "http://10.0.0.1:8000/v1")
+    first = load_router(path)
+    monkeypatch.setenv("SCALE_ROUTER_BASE", "http://10.0.0.2:8000/v1")
+    assert load_router(path) != first  # same text, another endpoint: another cache key

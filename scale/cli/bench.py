@@ -13,8 +13,10 @@ from scale.cli.options import (
     add_threads_option,
     add_tracking_options,
     positive,
+    sample_cap,
 )
 from scale.cli.support import (
+    check_writable,
     load_examples,
     models_label,
     require_scale,
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--vote-samples",
-        type=positive,
+        type=sample_cap,
         default=8,
         help="chains sampled per problem for vote; vote@1..N, adaptive-vote and esc are "
         "replayed from them (default: %(default)s)",
@@ -139,6 +141,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from scale.programs.spec import SCALE_OPTIONS, ProgramSpec
     from scale.report import model_checksums
 
+    check_writable(args.out, folder=True)
     unknown = [m for m in args.methods if m not in BENCH_METHODS and m not in REPLAYED]
     if unknown:
         raise UsageError(
@@ -207,6 +210,7 @@ def run_estimators(args: argparse.Namespace) -> int:
     from scale.programs.io import refuse_overlap
     from scale.report import estimator_report, model_checksums
 
+    check_writable(args.out, folder=True)
     estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())
     levels = tuple(v.strip() for v in args.levels.split(",") if v.strip())
     if not levels or set(levels) - {"steps", "problems"}:

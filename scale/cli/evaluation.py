@@ -15,7 +15,14 @@ from scale.cli.options import (
     add_threads_option,
     add_tracking_options,
 )
-from scale.cli.support import check_resume, load_examples, say, spec_from_args, tracked_run
+from scale.cli.support import (
+    check_resume,
+    check_writable,
+    load_examples,
+    say,
+    spec_from_args,
+    tracked_run,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from scale.programs.io import fingerprint, refuse_overlap
 
     check_resume(args)
+    if args.out:
+        check_writable(args.out)
     examples = load_examples(args)
     spec = spec_from_args(args)
     if spec.program:

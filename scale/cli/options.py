@@ -48,6 +48,15 @@ def positive(text: str) -> int:
     return value
 
 
+def sample_cap(text: str) -> int:
+    from scale.programs.stopping import MAX_SAMPLES
+
+    value = positive(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"{text} is over the cap of {MAX_SAMPLES} samples")
+    return value
+
+
 def threads(text: str) -> int:
     value = positive(text)
     if value > MAX_THREADS:
@@ -175,7 +184,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--system2-samples",
-        type=positive,
+        type=sample_cap,
         help="System 2 self-consistency: at most this many chains, majority answer (default: "
         "1; vote 5, adaptive-vote and esc 8)",
     )

@@ -15,7 +15,14 @@ from scale.cli.options import (
     add_threads_option,
     add_tracking_options,
 )
-from scale.cli.support import load_examples, objective, require_scale, spec_from_args, tracked_run
+from scale.cli.support import (
+    check_writable,
+    load_examples,
+    objective,
+    require_scale,
+    spec_from_args,
+    tracked_run,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -120,6 +127,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from scale.plots import tradeoff_plot
     from scale.programs.io import atomic_write_text
 
+    check_writable(args.out_dir, folder=True)
     examples = load_examples(args)
     spec = spec_from_args(args)
     program = spec.build()
@@ -213,6 +221,7 @@ def run_compile(args: argparse.Namespace) -> int:
 
     if args.train < 1 or args.val < 1:
         raise UsageError("--train and --val must be at least 1")
+    check_writable(args.out)
     estimators = [e.strip() for e in args.estimators.split(",") if e.strip()]
     for name in estimators:
         try:

@@ -4,8 +4,10 @@ the MLflow run, and speak to the person running them."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scale.cli.options import UsageError
@@ -26,6 +28,23 @@ def printable(text: Any) -> str:
     return "".join(
         c if c in "\n\t" or (c.isprintable() and c != "\x7f") else repr(c)[1:-1] for c in str(text)
     )
+
+
+def check_writable(path: str | Path, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: a dangling link, a
+    folder where a file goes (or a file where a folder goes), or no writable folder above
+    it to create it in."""
+    path = Path(path)
+    what = "--out folder" if folder else "--out file"
+    if path.is_symlink() and not path.exists():
+        raise UsageError(f"{path}: a link to nothing; give the {what} itself")
+    if path.exists() and path.is_dir() != folder:
+        raise UsageError(f"{path} is {'a file' if folder else 'a folder'}: give a {what}")
+    existing = path if folder and path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: cannot be written ({existing} is not a writable folder)")
 
 
 def check_resume(args: argparse.Namespace, out_option: str = "out") -> None:
