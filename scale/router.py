@@ -70,8 +70,9 @@ class _Pools:
                 config = yaml.safe_load(text)
             else:
                 config = json.loads(text)
-        except Exception as exc:
-            raise RouterError(f"{path}: not a readable router file ({exc})") from None
+        except Exception as exc:  # one line: YAML's messages span several
+            reason = " ".join(str(exc).split())[:300]
+            raise RouterError(f"{path}: not a readable router file ({reason})") from None
         model_list = config.get("model_list") if isinstance(config, dict) else None
         if not isinstance(model_list, list) or not model_list:
             raise RouterError(f"{path}: needs a non-empty model_list (litellm Router's format)")

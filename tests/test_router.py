@@ -117,3 +117,11 @@ def test_the_cache_key_follows_the_resolved_endpoints_not_the_files_text(tmp_pat
     first = load_router(path)
     monkeypatch.setenv("SCALE_ROUTER_BASE", "http://10.0.0.2:8000/v1")
     assert load_router(path) != first  # same text, another endpoint: another cache key
+
+
+def test_a_yaml_error_is_one_line(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("model_list:\n  - model_name: [unclosed\n")
+    with pytest.raises(RouterError) as caught:
+        load_router(bad)
+    assert "\n" not in str(caught.value) and "not a readable router file" in str(caught.value)

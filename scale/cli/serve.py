@@ -18,7 +18,7 @@ from scale.cli.support import say, spec_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scale.serve import BODY_SECONDS, DEFAULT_DEADLINE, MAX_BODY_BYTES
+    from scale.serve import BODY_SECONDS, DEFAULT_DEADLINE, MAX_BODY_BYTES, MAX_CONNECTIONS
 
     p = sub.add_parser(
         "serve",
@@ -72,15 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-connections",
         type=positive,
-        default=64,
-        help="open connections at once; more get HTTP 503 (default: %(default)s)",
+        default=MAX_CONNECTIONS,
+        help="open connections at once; more are closed at once (default: %(default)s)",
     )
     p.add_argument(
         "--body-timeout",
         type=seconds,
         default=BODY_SECONDS,
         help="seconds a request body may take to arrive; slower gets HTTP 408 (default: "
-        "%(default)s); an idle connection is closed after 5 s",
+        "%(default)s); a new connection has 10 s for its headers, an idle one is closed "
+        "after 5 s",
     )
     add_model_options(p)
     add_program_options(p, program=False)
@@ -110,7 +111,7 @@ def check_exposure(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from scale.serve import create_app
+    from scale.serve import create_app, guarded_protocol
 
     check_exposure(args)
     programs = {}
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
-        limit_concurrency=args.max_connections,
+        http=guarded_protocol(max_connections=args.max_connections),
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=16 << 10,  # request line and headers
     )
