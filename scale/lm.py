@@ -237,11 +237,18 @@ def _cap_retry_wait() -> None:
 _cap_retry_wait()
 
 
+MAX_ABANDONED = 8  # requests past their deadline that may still run at the backend
+_abandoned = {"n": 0}
+_abandoned_lock = threading.Lock()
+
+
 def _bound_calls() -> None:
     """litellm's ``timeout`` bounds each read, so a server sending a byte every few
     seconds could hold a call forever. Each attempt DSPy makes through litellm is given a
     wall-clock deadline of its ``timeout``: past it the attempt fails as a timeout (and is
-    retried like one) while the abandoned request ends in a daemon thread."""
+    retried like one) while the abandoned request ends in a daemon thread. At most
+    ``MAX_ABANDONED`` abandoned requests may still be running: past that, a new attempt
+    fails at once instead of piling more requests onto a backend that does not answer."""
     from dspy.clients import lm as lm_module
 
     original = lm_module.litellm_completion
@@ -252,7 +259,17 @@ def _bound_calls() -> None:
         timeout = request.get("timeout")
         if not timeout or request.get("stream"):
             return original(request=request, num_retries=num_retries, cache=cache)
+        with _abandoned_lock:
+            running = _abandoned["n"]
+        if running >= MAX_ABANDONED:
+            raise litellm.exceptions.Timeout(
+                message=f"{running} earlier requests past their deadline are still running "
+                "at the backend: not sending another",
+                model=str(request.get("model")),
+                llm_provider="scale",
+            )
         box: dict[str, Any] = {}
+        state = {"abandoned": False}
         context = contextvars.copy_context()
 
         def call() -> None:
@@ -262,11 +279,21 @@ def _bound_calls() -> None:
                 )
             except BaseException as exc:  # handed to the caller
                 box["error"] = exc
+            finally:
+                with _abandoned_lock:
+                    state["done"] = True
+                    if state["abandoned"]:
+                        _abandoned["n"] -= 1
 
         worker = threading.Thread(target=call, daemon=True, name="scale-lm-call")
         worker.start()
         worker.join(float(timeout))
-        if worker.is_alive():
+        with _abandoned_lock:
+            late = not state.get("done")
+            if late:
+                state["abandoned"] = True
+                _abandoned["n"] += 1
+        if late:
             raise litellm.exceptions.Timeout(
                 message=f"no complete reply within the {timeout:g} s deadline",
                 model=str(request.get("model")),

@@ -146,6 +146,21 @@ def test_a_slow_reply_times_out_and_is_retried():
     assert server.retries()[0][2] < 3
 
 
+def test_abandoned_requests_do_not_pile_up_at_a_backend_that_hangs(monkeypatch):
+    """Every reply drips a byte every 0.3 s (no read ever times out) and each attempt is
+    abandoned after 1 s: once MAX_ABANDONED requests still run at the backend, further
+    attempts fail at once, unsent."""
+    monkeypatch.setattr(scale.lm, "MAX_ABANDONED", 3)
+    plan = FaultPlan({"trickle": 1.0}, trickle_seconds=0.3)
+    with FakeServer(faults=plan) as server:
+        lm = make_lm("openai/fake", api_base=server.url, timeout=1, num_retries=0, cache=False)
+        for i in range(10):
+            with pytest.raises(Exception, match="deadline|still running"):
+                lm(f"What is {i}*7?")
+        sent = server.counts["requests"]
+    assert sent == 3
+
+
 def test_unparseable_replies_fall_back_to_json_then_to_the_raw_text():
     plan = FaultPlan(script=("empty", None, "garbage", "garbage"))
     with FakeServer(faults=plan) as server:
