@@ -155,7 +155,7 @@ def test_abandoned_requests_do_not_pile_up_at_a_backend_that_hangs(monkeypatch):
     with FakeServer(faults=plan) as server:
         lm = make_lm("openai/fake", api_base=server.url, timeout=1, num_retries=0, cache=False)
         for i in range(10):
-            with pytest.raises(Exception, match="deadline|still running"):
+            with pytest.raises(Exception, match=r"deadline|still running"):
                 lm(f"What is {i}*7?")
         sent = server.counts["requests"]
     assert sent == 3
