@@ -271,8 +271,14 @@ def create_app(
         timer.daemon = True
 
         def settle(ok: bool, value: Any) -> None:
-            if not future.done():
-                (future.set_result if ok else future.set_exception)(value)
+            if future.done():
+                return
+            if ok:
+                future.set_result(value)
+                return
+            future.set_exception(value)
+            if cancel.is_set():  # no one waits for a cancelled program's error
+                future.exception()
 
         def work() -> None:
             try:
