@@ -15,7 +15,8 @@ to those still split, in rounds:
 Spent tokens never exceed the budget: a sample is drawn only if its worst case (its
 prompt, counted before the call, plus the ``max_tokens`` cap) fits, and only its actual
 cost is then charged. The policy sees only what was drawn so far, so it runs the same on
-a live model (a ``Sampler`` that calls it) and on stored chains (``StoredChains``).
+a live model (``scale.budgeted.LiveSampler``, behind ``scale eval --budget-tokens``) and
+on stored chains (``StoredChains``).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ class Draw:
 
 
 class Sampler(Protocol):
-    """Where replies come from: ``draw(i, k)`` is problem ``i``'s ``k``-th reply (0: the
-    greedy one), or None when no more can be drawn for it; ``prompt_tokens(i)`` its
-    prompt's length, known before any call (a tokenizer counts it)."""
+    """Where replies come from: ``draw([(i, k), ...])`` makes problem ``i``'s ``k``-th
+    reply (0: the greedy one) for each request, at once, None where no more can be drawn;
+    ``prompt_tokens(i)`` bounds its prompt's length before any call."""
 
-    def draw(self, problem: int, index: int) -> Draw | None: ...
+    def draw(self, requests: list[tuple[int, int]]) -> list[Draw | None]: ...
 
     def prompt_tokens(self, problem: int) -> int: ...
 
@@ -89,39 +90,56 @@ class BudgetPolicy:
 
     def run(self, sampler: Sampler, problems: int) -> list[Allocation]:
         """The allocation of every problem; ``sum(a.tokens) <= budget_tokens`` whenever
-        replies respect ``max_tokens``."""
+        replies respect ``max_tokens`` and prompts their bound. A round's replies are
+        drawn together, each reserved at its worst case."""
         allocations = [Allocation() for _ in range(problems)]
-        spent = 0
         worst = [sampler.prompt_tokens(i) + self.max_tokens for i in range(problems)]
-        for i, allocation in enumerate(allocations):  # round 0: the greedy replies
-            spent = self._give(sampler, i, allocation, spent, worst[i])
+        spent = 0
+        for start in range(0, problems, self.round_size):  # round 0: the greedy replies
+            batch = range(start, min(start + self.round_size, problems))
+            spent, _ = self._round(sampler, allocations, batch, worst, spent)
         while True:
-            candidates = sorted(
+            ranked = sorted(
                 (-a.doubt() * len(a.draws) / a.tokens, i)
                 for i, a in enumerate(allocations)
                 if a.draws
                 and not a.exhausted
                 and len(a.draws) < self.cap
                 and a.doubt() >= self.min_doubt
-                and spent + worst[i] <= self.budget_tokens
             )
-            if not candidates:
+            spent, progressed = self._round(
+                sampler, allocations, [i for _, i in ranked], worst, spent
+            )
+            if not progressed:
                 return allocations
-            for _, i in candidates[: self.round_size]:
-                spent = self._give(sampler, i, allocations[i], spent, worst[i])
 
-    def _give(
-        self, sampler: Sampler, problem: int, allocation: Allocation, spent: int, worst: int
-    ) -> int:
-        """Draw one more reply for ``problem`` if its worst case fits; the new total spent."""
-        if spent + worst > self.budget_tokens:
-            return spent
-        draw = sampler.draw(problem, len(allocation.draws))
-        if draw is None:
-            allocation.exhausted = True
-            return spent
-        allocation.draws.append(draw)
-        return spent + draw.tokens
+    def _round(
+        self,
+        sampler: Sampler,
+        allocations: list[Allocation],
+        order: Sequence[int],
+        worst: list[int],
+        spent: int,
+    ) -> tuple[int, bool]:
+        """Draw one reply for each of the first ``round_size`` problems of ``order`` whose
+        worst cases, reserved together, fit: (the new total spent, whether any was asked)."""
+        chosen, reserved = [], spent
+        for i in order:
+            if len(chosen) == self.round_size:
+                break
+            if reserved + worst[i] <= self.budget_tokens:
+                chosen.append(i)
+                reserved += worst[i]
+        if not chosen:
+            return spent, False
+        draws = sampler.draw([(i, len(allocations[i].draws)) for i in chosen])
+        for i, draw in zip(chosen, draws, strict=True):
+            if draw is None:
+                allocations[i].exhausted = True
+            else:
+                allocations[i].draws.append(draw)
+                spent += draw.tokens
+        return spent, True
 
 
 class StoredChains:
@@ -134,6 +152,5 @@ class StoredChains:
     def prompt_tokens(self, problem: int) -> int:
         return self.chains[problem][0].prompt_tokens
 
-    def draw(self, problem: int, index: int) -> Draw | None:
-        chain = self.chains[problem]
-        return chain[index] if index < len(chain) else None
+    def draw(self, requests: list[tuple[int, int]]) -> list[Draw | None]:
+        return [self.chains[i][k] if k < len(self.chains[i]) else None for i, k in requests]

@@ -256,6 +256,10 @@ BAD = [
     (["solve", "--agreement-samples", "1", "x"], "must be in 2..16"),
     (["throughput", "--method", "bogus"], "invalid choice"),
     (["solve", "--system2-samples", "100000", "x"], "over the cap of 64"),
+    (
+        ["eval", "--dataset", "gsm8k", "--budget-tokens", "9", "--method", "vote", "--no-mlflow"],
+        "not another --method",
+    ),
     (["compile", "--dataset", "gsm8k", "--lambda", "nan", "--out", "x.json"], "finite"),
     (["eval", "--dataset", "gsm8k", "--resume", "--no-mlflow"], "--resume needs --out"),
     (
@@ -315,3 +319,31 @@ def test_an_unwritable_out_is_refused_before_any_work(
     assert code == 2
     assert message in capsys.readouterr().err
     assert world.calls == []
+
+
+def test_eval_with_a_budget_spends_within_it_and_resumes_without_calls(
+    world, dataset, tmp_path, capsys
+):
+    """Problem A's chains are split (rollouts alternate 10 and 11): it draws the samples;
+    the others agree and stop early. A resumed run is served every reply from the journal."""
+
+    def split(prompt, params):
+        odd = "Problem A" in prompt and (params.get("seed") or 0) % 2 == 1
+        return "\\boxed{11}" if odd else "\\boxed{10}"
+
+    world.rules.insert(0, (r"Please reason step by step", split))
+    out = tmp_path / "budget.jsonl"
+    argv = ["eval", "--dataset", dataset, *MODELS, "--budget-tokens", "3000", "--json"]
+    argv += ["--out", str(out), "--no-mlflow", "--quiet"]
+    assert run(argv) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["spent_tokens"] <= found["budget_tokens"] == 3000 * found["n"]
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines()) if "gold" in r}
+    calls = {i: r["usage"]["lm_calls"] for i, r in rows.items()}
+    assert calls["A"] > max(v for k, v in calls.items() if k != "A")
+    assert rows["A"]["predicted"] == "10"
+    made = len(world.calls)
+    assert run([*argv, "--resume"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert len(world.calls) == made  # every reply from the journal
+    assert again == found

@@ -203,3 +203,17 @@ def test_crosscheck_preset_runs_the_models_program_in_the_sandbox():
     rating = out["usage"]["by_stage"]["gate/assess"]
     assert rating["lm_calls"] in (2, 3)  # CoT's reply, the program, maybe its correction
     assert out["usage"]["lm_calls"] >= rating["lm_calls"]
+
+
+def test_a_budgeted_eval_runs_on_the_real_model_within_its_budget(tmp_path):
+    data = tmp_path / "two.jsonl"
+    rows = [{"id": f"p{i}", "problem": f"What is {i} + 2?", "answer": str(i + 2)} for i in (1, 2)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = scale_cli(
+        *("eval", "--dataset", str(data), "--model", TINY_MODEL, "--budget-tokens", "3000"),
+        *("--system2-max-tokens", "64", "--json", "--no-mlflow", "--quiet"),
+        *("--out", str(tmp_path / "b.jsonl")),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    assert found["n"] == 2 and 0 < found["spent_tokens"] <= found["budget_tokens"] == 6000
