@@ -257,7 +257,10 @@ BAD = [
     (["throughput", "--method", "bogus"], "invalid choice"),
     (["solve", "--system2-samples", "100000", "x"], "over the cap of 64"),
     (
-        ["eval", "--dataset", "gsm8k", "--budget-tokens", "9", "--method", "vote", "--no-mlflow"],
+        [
+            *("eval", "--dataset", "gsm8k", "--model", "openai/x", "--budget-tokens", "9"),
+            *("--method", "vote", "--no-mlflow"),
+        ],
         "not another --method",
     ),
     (["compile", "--dataset", "gsm8k", "--lambda", "nan", "--out", "x.json"], "finite"),

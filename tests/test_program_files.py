@@ -172,7 +172,7 @@ def test_an_mlflow_uri_reads_only_the_program_json(tmp_path, monkeypatch, layout
     else:
         found = local_program("models:/new/1")
     assert found == folder / layout / "tuned.json"
-    assert ProgramSpec(program=str(found)).build().routing.dump_state()
+    assert ProgramSpec(model="scripted/s1", program=str(found)).build().routing.dump_state()
 
 
 def test_error_text_reaches_the_terminal_without_its_escape_sequences(tmp_path, capsys):
