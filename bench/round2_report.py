@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import compile_replay
 import round3_report
 
 from scale.bench import replayed_methods
@@ -74,6 +75,7 @@ def collect(folder: Path) -> tuple[list[str], dict[str, list[ResultRow]], int]:
         if rows is not None:
             methods[f"tuned on {path.parent.name.removeprefix('transfer-from-')}"] = rows
     methods |= round3_report.collect(folder, ids, methods)
+    methods |= compile_replay.collect(folder, ids)
     return ids, methods, chains
 
 
@@ -305,6 +307,7 @@ def report(folder: Path) -> tuple[str, dict[str, Any]]:
     ]
     lines += estimators
     lines += round3_report.section(folder, methods)
+    lines += compile_replay.section(folder)
     plotted = [p for p in points.values() if p["label"] != "plain-cot"]
     title = f"{folder.name}: {len(ids)} problems"
     tradeoff_plot(plotted, folder / "summary.png", title=title)

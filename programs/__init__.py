@@ -2,6 +2,7 @@
 
 from scale.programs.base import MathProgram, ProblemError, clean_problem
 from scale.programs.baselines import CoT, Vote
+from scale.programs.calibrated import Calibration, CalibrationError
 from scale.programs.callbacks import ProgressCallback, reporting_to
 from scale.programs.decompose import Decomposer
 from scale.programs.estimators import (
@@ -33,6 +34,8 @@ __all__ = [
     "PRESETS",
     "SCALE",
     "Assessor",
+    "Calibration",
+    "CalibrationError",
     "CoT",
     "Decomposer",
     "Estimator",

@@ -18,6 +18,9 @@ so estimators combined with ``+`` pay for System 1's greedy reply once.
   SymPy program, the sandbox runs it): agreement, silence or disagreement sets the band
   ([0, 1/3], [1/3, 2/3], [2/3, 1]), the greedy reply's ``confidence-total`` orders within
   it. The program's answer is kept as a vote for System 2 (``Evidence.votes``).
+- ``calibrated``: 1 - P(System 1's greedy answer is right), from a logistic model over
+  the greedy reply's features (and, if the model uses them, its agreement with a greedy
+  program), fitted by ``scale compile --replay`` and saved in the program's routing.
 - ``none``: no calls; every step counts as hardest.
 - ``a+b``: the highest of the parts' scores (any part's doubt escalates).
 """
@@ -34,7 +37,9 @@ from dspy.utils.exceptions import AdapterParseError
 
 from scale.calc import check
 from scale.lm import label
-from scale.programs.logprobs import expected_scores, trace_confidence
+from scale.programs.calibrated import Calibration, gate_features
+from scale.programs.logprobs import doubt as reply_doubt
+from scale.programs.logprobs import expected_scores
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Rating, Sample, Step
 from scale.programs.solve import Solver
@@ -331,29 +336,14 @@ class Confidence(Estimator):
         "mean": "confidence-mean",
         "total": "confidence-total",
     }
-    TOTAL_TOKENS = 100
 
     def __init__(self, over: Literal["lowest", "mean", "total"]):
         self.over = over
         self.name = self.NAMES[over]
 
-    @classmethod
-    def doubt(cls, reply: Sample, over: Literal["lowest", "mean", "total"]) -> float | None:
-        """1 - the reply's probability ``over`` its tokens (see the class), or None when
-        it carries no logprobs."""
-        found = trace_confidence(reply.logprobs or [])
-        if found is None:
-            return None
-        logprob = {
-            "lowest": found.lowest,
-            "mean": found.mean,
-            "total": found.total / cls.TOTAL_TOKENS,
-        }[over]
-        return 1.0 - math.exp(logprob)
-
     def rate(self, evidence: Evidence) -> Rating:
         reply = evidence.greedy()
-        doubt = self.doubt(reply, self.over)
+        doubt = reply_doubt(reply.logprobs or [], self.over)
         if doubt is None:
             # a reply that could not be read keeps no logprobs: its own fallback says why
             unread = reply.fallback is not None
@@ -409,10 +399,7 @@ class CrossCheck(Estimator):
     UNCONTESTED = 0.666  # ... and those whose program was silent: all but disagreements
 
     def __init__(self, system1: SystemProfile):
-        coding = dataclasses.replace(
-            system1, kind="program", max_tokens=None, samples=1, logprobs=False
-        )
-        self.coders = {whole: Solver(coding, 1, whole=whole) for whole in (True, False)}
+        self.coders = _coders(system1)
 
     def rate(self, evidence: Evidence) -> Rating:
         reply = evidence.greedy()
@@ -421,7 +408,7 @@ class CrossCheck(Estimator):
             relation = "silent"
         else:
             relation = "agree" if is_equivalent(reply.answer, coded.answer) else "differ"
-        doubt = Confidence.doubt(reply, "total")
+        doubt = reply_doubt(reply.logprobs or [], "total")
         notes = [f"System 1 {reply.answer!r}, its program {coded.answer!r}: {relation}"]
         fallbacks = [coded.fallback] if coded.fallback is not None else []
         if doubt is None:
@@ -436,6 +423,53 @@ class CrossCheck(Estimator):
             notes=notes,
             fallbacks=fallbacks,
         )
+
+
+class Calibrated(Estimator):
+    """1 - the calibrated probability that System 1's greedy answer is right; the notes
+    name the features that moved it most. A model using program features writes one
+    greedy program, which (as for ``crosscheck``) then votes in System 2."""
+
+    name = "calibrated"
+    logprobs = True
+
+    def __init__(self, calibration: Calibration, system1: SystemProfile):
+        self.calibration = calibration
+        self.max_tokens = system1.max_tokens
+        self.coders = _coders(system1) if calibration.uses_program else None
+
+    def rate(self, evidence: Evidence) -> Rating:
+        reply = evidence.greedy()
+        coded = evidence.program(self.coders[evidence.whole]) if self.coders else None
+        values = gate_features(reply, coded, self.max_tokens)
+        right = self.calibration.probability(values)
+        terms = sorted(self.calibration.contributions(values).items(), key=lambda t: -abs(t[1]))
+        said = ", ".join(f"{name} {term:+.2f}" for name, term in terms[:3])
+        return Rating(
+            round(1.0 - right, 6),
+            answer=reply.answer or (coded.answer if coded else reply.answer),
+            context=evidence.earlier,
+            notes=[f"P(System 1 right) {right:.2f}; log-odds terms: {said}"],
+            fallbacks=[coded.fallback] if coded is not None and coded.fallback else [],
+        )
+
+
+def _coders(system1: SystemProfile) -> dict[bool, Solver]:
+    """Greedy program writers on System 1's model, for whole problems and for steps."""
+    coding = dataclasses.replace(
+        system1, kind="program", max_tokens=None, samples=1, logprobs=False
+    )
+    return {whole: Solver(coding, 1, whole=whole) for whole in (True, False)}
+
+
+def _calibrated(program: SCALE) -> Calibrated:
+    found = program.routing.calibration
+    if found is None:
+        raise ValueError(
+            "the calibrated estimator needs a fitted model: compile one with "
+            "`scale compile --replay FOLDER` and run that program file"
+        )
+    return Calibrated(Calibration.from_dict(found), program.system1)
 
 
 class Combined(Estimator):
@@ -475,6 +509,7 @@ ESTIMATORS: dict[str, Factory] = {
     },
     "check": lambda program: Check(),
     "crosscheck": lambda program: CrossCheck(program.system1),
+    "calibrated": _calibrated,
 }
 NO_ESTIMATE = "none"
 

@@ -109,3 +109,18 @@ def trace_confidence(tokens: list[tuple[str, float]]) -> TraceConfidence | None:
         running += values[i] - values[i - window]
         lowest = min(lowest, running)
     return TraceConfidence(sum(values) / len(values), lowest / window, sum(values))
+
+
+TOTAL_TOKENS = 100  # ``doubt(..., "total")`` is per this many tokens
+
+
+def doubt(tokens: list[tuple[str, float]], over: str) -> float | None:
+    """1 - a reply's probability ``over`` its tokens: ``lowest``, the geometric mean over its
+    least confident window; ``mean``, over the whole reply; ``total``, the whole reply's
+    probability per ``TOTAL_TOKENS`` tokens (so a long reply weighs its doubts in full).
+    None when the reply carries no logprobs."""
+    found = trace_confidence(tokens)
+    if found is None:
+        return None
+    logprob = {"lowest": found.lowest, "mean": found.mean, "total": found.total / TOTAL_TOKENS}
+    return 1.0 - math.exp(logprob[over])

@@ -8,6 +8,7 @@ from typing import Any
 
 from dspy.predict.parameter import Parameter
 
+from scale.programs.calibrated import Calibration, CalibrationError
 from scale.programs.estimators import check_estimator
 
 MODES = ("threshold", "budget")
@@ -47,7 +48,8 @@ class Routing(Parameter):
 
     The gate rates the whole problem first: at or below ``gate`` it is answered by System 1
     at once; above it (or with no gate), it is decomposed and routed step by step, or, with
-    ``decompose`` off, answered whole by System 2. Estimator ``"none"`` makes no rating
+    ``decompose`` off, answered whole by System 2. ``calibration`` is the ``calibrated``
+    estimator's fitted model (``scale.programs.calibrated``). Estimator ``"none"`` makes no rating
     calls: every step (and problem) counts as hardest, so threshold routing sends every step
     to System 2 below threshold 1 and to System 1 at 1 (``uniform-s2`` / ``uniform-s1``)."""
 
@@ -58,6 +60,7 @@ class Routing(Parameter):
     gate: float | None = None
     decompose: bool = True
     force_last: bool = True
+    calibration: dict[str, Any] | None = None  # the ``calibrated`` estimator's model
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +85,11 @@ class Routing(Parameter):
         for name in ("decompose", "force_last"):
             if not isinstance(getattr(self, name), bool):
                 raise RoutingError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.calibration is not None:
+            try:
+                Calibration.from_dict(self.calibration)
+            except CalibrationError as exc:
+                raise RoutingError(str(exc)) from None
 
     def route(self, difficulties: list[float | None]) -> list[int]:
         if self.mode == "budget":

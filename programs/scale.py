@@ -68,6 +68,7 @@ class SCALE(MathProgram):
             raise ValueError("agreement_samples must be at least 2")
         self.agreement_samples = agreement_samples
         self._estimator: Estimator | None = None
+        self._estimator_for: tuple | None = None  # the routing it was built for
 
     def structure(self) -> dict:
         """The constructor options that shape the program (saved with it)."""
@@ -80,13 +81,15 @@ class SCALE(MathProgram):
 
     @property
     def estimator(self) -> Estimator:
-        """The estimator ``routing.estimator`` names (rebuilt when the name changes), or
-        the one pinned by ``rating_with``."""
+        """The estimator ``routing.estimator`` names (rebuilt when it or the calibration
+        changes), or the one pinned by ``rating_with``."""
         pinned = _PINNED.get()
         if pinned is not None and pinned[0] is self:
             return pinned[1]
-        if self._estimator is None or self._estimator.name != self.routing.estimator:
+        wanted = (self.routing.estimator, repr(self.routing.calibration))
+        if self._estimator is None or self._estimator_for != wanted:
             self._estimator = build_estimator(self.routing.estimator, self)
+            self._estimator_for = wanted
         return self._estimator
 
     @contextlib.contextmanager

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from math import comb
 from typing import Literal
 
@@ -27,6 +28,13 @@ STOP_KINDS: tuple[StopKind, ...] = ("fixed", "adaptive", "window")
 MAX_SAMPLES = 64
 
 
+@lru_cache(maxsize=1 << 16)
+def _equivalent(a: str, b: str) -> bool:
+    """``is_equivalent``, once per pair: a stopping rule re-tallies every answer after each
+    sample, and replays compare the same answers again (math-verify runs in a worker)."""
+    return is_equivalent(a, b)
+
+
 def tally(answers: list[str]) -> list[tuple[str, int, int]]:
     """Answers clustered by math equivalence: ``(representative, count, first index)``,
     most common first (ties: the cluster seen first). Empty answers carry no vote."""
@@ -35,7 +43,7 @@ def tally(answers: list[str]) -> list[tuple[str, int, int]]:
         if not answer.strip():
             continue
         for cluster in clusters:
-            if is_equivalent(cluster[0], answer):
+            if _equivalent(cluster[0], answer):
                 cluster[1] += 1
                 break
         else:

@@ -68,9 +68,10 @@ def kernel_env(tmp_path, monkeypatch):
     else:
         monkeypatch.setenv("SCALE_MODEL", TINY_MODEL)
         monkeypatch.delenv("SCALE_API_BASE", raising=False)
-    monkeypatch.setenv(
-        "SCALE_BENCH", str(NOTEBOOK_DIR.parent / "bench/results/round2-gsm8k-server")
-    )
+    results = NOTEBOOK_DIR.parent / "bench/results"
+    monkeypatch.setenv("SCALE_BENCH", str(results / "round2-gsm8k-server"))
+    monkeypatch.setenv("SCALE_RECORDED", str(results / "round2-math500-l13"))
+    monkeypatch.setenv("SCALE_PROGRAMS", str(results / "round3-programs/math500-l13/pot.jsonl"))
     work = tmp_path / "work"
     work.mkdir()
     return work

@@ -392,18 +392,25 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
         "--objective",
         choices=("accuracy", "cost-aware"),
         default="accuracy",
-        help="what the best trial maximizes: accuracy, or accuracy - lambda * tokens per "
-        "problem (default: %(default)s; ties go to fewer tokens)",
+        help="what the chosen setting maximizes: accuracy (ties go to fewer tokens), or "
+        "cost-aware: accuracy points (100 = every problem right) less --points-per-1k per "
+        "1,000 tokens per problem (default: %(default)s)",
     )
     g.add_argument(
-        "--lambda",
-        dest="lam",
+        "--points-per-1k",
         type=non_negative,
-        default=1e-4,
-        help="cost weight per token for --objective cost-aware (default: %(default)s)",
+        default=10.0,
+        metavar="P",
+        help="for --objective cost-aware: the accuracy points 1,000 more tokens per problem "
+        "must buy (default: %(default)s, i.e. +1 point of accuracy is worth 100 tokens)",
     )
+    # the old spelling: accuracy (0-1) per token, i.e. points per 1k = lambda * 100,000
+    g.add_argument("--lambda", dest="lam", type=non_negative, help=argparse.SUPPRESS)
     g.add_argument(
-        "--token-budget",
+        "--budget-tokens",
+        dest="token_budget",
         type=positive,
-        help="only trials within this many tokens per problem count",
+        metavar="N",
+        help="only settings spending at most N tokens per problem on average count",
     )
+    g.add_argument("--token-budget", dest="token_budget", type=positive, help=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from scale.cli.compile_replay import add_replay_options, run_replay_compile
 from scale.cli.options import (
     UsageError,
     add_data_options,
@@ -102,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_search_options(p)
     add_threads_option(p)
     add_tracking_options(p)
+    add_replay_options(p)
     p.set_defaults(run=run_compile)
 
 
@@ -219,6 +221,10 @@ def run_compile(args: argparse.Namespace) -> int:
     from scale.programs import check_estimator, save_program
     from scale.tracking import log_program
 
+    if args.replay:
+        return run_replay_compile(args)
+    if args.programs or args.incumbent or args.force:
+        raise UsageError("--programs, --incumbent and --force go with --replay FOLDER")
     if args.train < 1 or args.val < 1:
         raise UsageError("--train and --val must be at least 1")
     check_writable(args.out)

@@ -55,6 +55,8 @@ def live_printer():
         def on_gated(self, rating, decision: str) -> None:
             shown = "?" if rating.difficulty is None else f"{rating.difficulty:.2f}"
             say(f"problem rated {shown}: {decision.replace('system', 'System ')}")
+            for note in rating.notes:  # e.g. the calibrated estimator's deciding features
+                say(f"  why: {printable(note)}")
 
         def on_decomposed(self, subproblems, notes) -> None:
             say(f"decomposed into {len(subproblems)} steps")

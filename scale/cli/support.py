@@ -105,7 +105,12 @@ def objective(args: argparse.Namespace):
 
     if args.objective == "accuracy":
         return CostAware(budget=args.token_budget)
-    return CostAware(lam=args.lam, budget=args.token_budget)
+    return CostAware(lam=lambda_of(args), budget=args.token_budget)
+
+
+def lambda_of(args: argparse.Namespace) -> float:
+    """The cost weight per token: ``--lambda`` (old spelling) or ``--points-per-1k``."""
+    return args.lam if args.lam is not None else args.points_per_1k / 100_000
 
 
 def dataset_params(args: argparse.Namespace) -> dict[str, Any]:
