@@ -306,10 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def targets(report: dict) -> list[str]:
     """The issue's targets, each met or missed with its numbers."""
     lines = ["", "## Targets", "", "| target | dataset | result |", "|---|---|---|"]
@@ -409,3 +405,7 @@ def section(folder: Path) -> list[str]:
         for fold, f in run["folds"].items():
             lines.append(f"| {run['name']} | {fold} | {f['written']} | {f['why']} |")
     return lines
+
+
+if __name__ == "__main__":
+    sys.exit(main())
