@@ -354,6 +354,11 @@ def compile_recorded(
     if len(problems) < 2 * folds:
         raise ValueError(f"{len(problems)} problems are too few for {folds}-fold selection")
     programs = all(p.program is not None for p in problems)
+    if incumbent.program and not programs:
+        raise ValueError(
+            "the incumbent's calibrated estimator reads a greedy program: give the recorded "
+            "programs too (--programs pot.jsonl)"
+        )
     grid = list(grid if grid is not None else candidates(programs))
     fitter = Fitter(max_tokens, seed)
     winner, scored = select(fitter, grid, problems, objective, folds)

@@ -216,6 +216,14 @@ def test_only_problem_level_programs_replay():
         recipe_of(ProgramSpec(model="openai/x", preset="stepwise").build())
 
 
+def test_an_incumbent_reading_programs_needs_them(capsys):
+    argv = ["compile", "--replay", str(MATH / "chains-8"), "--dataset", str(MATH / "fold-a.jsonl")]
+    argv += ["--n", "50", "--model", "openai/x", "--out", "x.json", "--no-mlflow"]
+    argv += ["--incumbent", str(REPLAYED / "programs-accuracy-a.json")]
+    assert main(argv) == 2
+    assert "--programs pot.jsonl" in capsys.readouterr().err
+
+
 def test_load_recorded_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match=r"holds no cot\.jsonl"):
         load_recorded(tmp_path, {"x": "1"})
