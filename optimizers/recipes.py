@@ -297,13 +297,6 @@ def load_recorded(
     return problems, max_tokens if isinstance(max_tokens, int) else None
 
 
-def replay_recipe(
-    recipe: Recipe, problems: Sequence[RecordedProblem], max_tokens: int | None
-) -> list[Played]:
-    """``recipe`` on every problem."""
-    return [play(recipe, p, score(recipe, p, max_tokens)) for p in problems]
-
-
 def recipe_of(program: SCALE) -> Recipe:
     """The recipe a problem-level SCALE program runs (``ValueError`` for one that cannot
     be replayed on recorded calls: it decomposes, or its System 2 starts afresh)."""
