@@ -168,11 +168,6 @@ def _calls(row: ResultRow) -> tuple:
     return row.predicted, row.usage["total_tokens"], row.usage["lm_calls"]
 
 
-def _pair(base: list[Played], played: list[Played]) -> dict:
-    """``played`` against ``base`` on the same problems, paired (accuracy points)."""
-    return advantage(played, base, Objective("accuracy"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -244,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             s = estimate(played)
             cells = []
             for other in ("default", "CoT"):
-                d = _pair(base[other], played)
+                d = advantage(played, base[other], Objective("accuracy"))
                 cells.append(
                     f"{d['points']:+.0f} ({d['ci95'][0]:+.0f}, {d['ci95'][1]:+.0f}), "
                     f"{d['wins']}W/{d['losses']}L, x{d['token_ratio']}"

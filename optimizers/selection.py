@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +20,23 @@ import numpy as np
 
 from scale.optimizers.calibration import brier, fit_calibration, folds_of
 from scale.optimizers.outcomes import auroc
-from scale.optimizers.recipes import RAW, Played, Recipe, RecordedProblem, is_right, play, score
-from scale.programs.calibrated import FEATURES, PROGRAM_FEATURES, Calibration, gate_features
+from scale.optimizers.recipes import (
+    RAW,
+    Cost,
+    Played,
+    Recipe,
+    RecordedProblem,
+    is_right,
+    play,
+    score,
+)
+from scale.programs.calibrated import (
+    FEATURES,
+    PROGRAM_FEATURES,
+    Calibration,
+    gate_features,
+    reads_program,
+)
 from scale.programs.stopping import StopRule
 
 OBJECTIVES = ("accuracy", "budget", "cost-aware")
@@ -94,7 +109,7 @@ class Candidate:
     def label(self) -> str:
         if self.gate is not None and self.gate >= 1:
             return "CoT (every problem on System 1)"
-        name = self.estimator + ("+program" if PROGRAM_FEATURES & set(self.features) else "")
+        name = self.estimator + ("+program" if reads_program(self.features) else "")
         if self.share is not None:
             gate = f"gate at {self.share:.0%} on System 1"
         else:
@@ -126,13 +141,12 @@ class Fitter:
     seed: int = 0
     _models: dict[tuple, Calibration] = field(default_factory=dict)
     _features: dict[tuple, dict[str, float]] = field(default_factory=dict)
-    _system2: dict[tuple, tuple[str, int, int]] = field(default_factory=dict)
+    _system2: dict[tuple, tuple[str, Cost]] = field(default_factory=dict)
 
     def calibration(self, features: tuple[str, ...], train: Sequence[RecordedProblem]):
         key = (features, tuple(p.id for p in train))
         if key not in self._models:
-            program = bool(PROGRAM_FEATURES & set(features))
-            rows = [self.features(p, program) for p in train]
+            rows = [self.features(p, reads_program(features)) for p in train]
             right = [_greedy_right(p) for p in train]
             self._models[key] = fit_calibration(rows, right, features, seed=self.seed)
         return self._models[key]
@@ -168,14 +182,21 @@ def _greedy_right(problem: RecordedProblem) -> bool:
     return is_right(problem.gold, problem.greedy.answer)
 
 
+def out_of_fold(
+    problems: Sequence[RecordedProblem], folds: int, seed: int
+) -> Iterator[tuple[list[int], list[RecordedProblem]]]:
+    """The ``folds`` splits of ``problems``: each fold's indices and the problems outside it."""
+    for held in folds_of(len(problems), folds, seed):
+        held_set = set(held.tolist())
+        yield held.tolist(), [p for i, p in enumerate(problems) if i not in held_set]
+
+
 def cross_validated(
     fitter: Fitter, candidate: Candidate, problems: Sequence[RecordedProblem], folds: int
 ) -> list[Played]:
     """The candidate's outcome on every problem, each fitted without the problem's fold."""
     out: list[Played | None] = [None] * len(problems)
-    for held in folds_of(len(problems), folds, fitter.seed):
-        held_set = set(held.tolist())
-        train = [p for i, p in enumerate(problems) if i not in held_set]
+    for held, train in out_of_fold(problems, folds, fitter.seed):
         recipe = fitter.fit(candidate, train)
         for i, played in zip(held, fitter.play(recipe, [problems[i] for i in held]), strict=True):
             out[i] = played
@@ -223,9 +244,7 @@ def nested(
     rest, fit the winner there, answer the fold. Also the winner of each outer fold."""
     out: list[Played | None] = [None] * len(problems)
     chosen = []
-    for held in folds_of(len(problems), folds, fitter.seed + 1):
-        held_set = set(held.tolist())
-        train = [p for i, p in enumerate(problems) if i not in held_set]
+    for held, train in out_of_fold(problems, folds, fitter.seed + 1):
         winner, _ = select(fitter, grid, train, objective, folds)
         chosen.append(winner.label)
         recipe = fitter.fit(winner, train)
@@ -309,16 +328,13 @@ def signal_quality(
             "brier": round(brier([1 - d for d in filled], right), 4),
         }
     for features in [BASE_FEATURES] + ([tuple(FEATURES)] if programs else []):
+        program = reads_program(features)
         p_right = [0.0] * len(problems)
-        for held in folds_of(len(problems), folds, fitter.seed):
-            held_set = set(held.tolist())
-            model = fitter.calibration(
-                features, [p for i, p in enumerate(problems) if i not in held_set]
-            )
+        for held, train in out_of_fold(problems, folds, fitter.seed):
+            model = fitter.calibration(features, train)
             for i in held:
-                program = bool(PROGRAM_FEATURES & set(features))
                 p_right[i] = model.probability(fitter.features(problems[i], program))
-        name = "calibrated" + ("+program" if PROGRAM_FEATURES & set(features) else "")
+        name = "calibrated" + ("+program" if program else "")
         out[name] = {
             "auroc": auroc([1 - p for p in p_right], wrong),
             "brier": round(brier(p_right, right), 4),

@@ -34,6 +34,11 @@ PROGRAM_FEATURES = frozenset({"program_agrees", "program_silent"})  # cost one p
 MAX_WEIGHT = 1e4  # bound on every number of a loaded model
 
 
+def reads_program(features: tuple[str, ...] | list[str]) -> bool:
+    """Whether a model over ``features`` needs the greedy program (one more call)."""
+    return bool(PROGRAM_FEATURES & set(features))
+
+
 def gate_features(
     reply: Sample, program: Sample | None = None, max_tokens: int | None = None
 ) -> dict[str, float]:
@@ -95,7 +100,7 @@ class Calibration:
 
     @property
     def uses_program(self) -> bool:
-        return bool(PROGRAM_FEATURES & set(self.features))
+        return reads_program(self.features)
 
     def contributions(self, values: dict[str, float]) -> dict[str, float]:
         """Each feature's term in the log-odds of being right."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from scale.cli.options import UsageError
 from scale.cli.support import (
@@ -117,7 +116,6 @@ def run_replay_compile(args: argparse.Namespace) -> int:
             val_ids=[p.id for p in problems],
             recorded=str(args.replay),
         )
-        tracker.text(json.dumps(report, indent=2), "compile-report.json")
         tracker.artifact(path)
         model_uri = log_program(tracker, path, model=spec.model, registered_name=args.register)
     print(summary_text(report))
