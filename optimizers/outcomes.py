@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from scale.optimizers.evaluate import in_parallel
 from scale.optimizers.results import ResultsFile
-from scale.programs.estimators import Estimator, Evidence, build_estimator
+from scale.programs.estimators import build_estimator
+from scale.programs.evidence import Estimator, Evidence
 from scale.programs.io import fingerprint
 from scale.programs.records import Rating
 from scale.programs.route import Routing

@@ -5,14 +5,8 @@ from scale.programs.baselines import CoT, Vote
 from scale.programs.calibrated import Calibration, CalibrationError
 from scale.programs.callbacks import ProgressCallback, reporting_to
 from scale.programs.decompose import Decomposer
-from scale.programs.estimators import (
-    ESTIMATORS,
-    Assessor,
-    Estimator,
-    Evidence,
-    build_estimator,
-    check_estimator,
-)
+from scale.programs.estimators import ESTIMATORS, build_estimator, check_estimator
+from scale.programs.evidence import Estimator, Evidence
 from scale.programs.io import (
     OverlapError,
     ProgramFileError,
@@ -26,6 +20,7 @@ from scale.programs.route import Routing, RoutingError, route_budget, route_thre
 from scale.programs.scale import SCALE
 from scale.programs.solve import Solver
 from scale.programs.spec import METHODS, PRESETS, ProgramSpec, build_program
+from scale.programs.stated import Assessor
 from scale.programs.stopping import StopRule, majority, tally
 
 __all__ = [

@@ -6,7 +6,8 @@ answer, kept if the step stays on System 1. Evidence is made on first request an
 so estimators combined with ``+`` pay for System 1's greedy reply once.
 
 - ``self``: the model states a number (the paper); ``logprob``: that number's expected value
-  under the token distribution. Both rate every step up front (``online = False``).
+  under the token distribution. Both rate every step up front (``online = False``;
+  ``scale.programs.stated``).
 - ``agreement``: System 1's greedy reply plus ``m - 1`` samples; 1 - the majority's share.
 - ``confidence``: how sure System 1 was of its greedy reply, from token logprobs (1 - the
   geometric-mean token probability over its least confident window); ``confidence-mean``:
@@ -28,278 +29,24 @@ so estimators combined with ``+`` pay for System 1's greedy reply once.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-import dspy
-from dspy.utils.exceptions import AdapterParseError
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from scale.calc import check
-from scale.lm import label
 from scale.programs.calibrated import Calibration, gate_features
+from scale.programs.evidence import Estimator, Evidence, NoEstimate
 from scale.programs.logprobs import doubt as reply_doubt
-from scale.programs.logprobs import expected_scores
 from scale.programs.profiles import SystemProfile
-from scale.programs.records import Fallback, Rating, Sample, Step
+from scale.programs.records import Fallback, Rating
 from scale.programs.solve import Solver
+from scale.programs.stated import Stated
 from scale.programs.stopping import majority
-from scale.signatures import AssessDifficulties, AssessDifficulty
 from scale.verify import is_equivalent
 
 if TYPE_CHECKING:
     from scale.programs.scale import SCALE
 
 UNREADABLE_CALCULATION = 0.9
-
-
-def clamp_score(value: Any) -> Rating:
-    """A rating from a stated score: clamped into [0, 1]; missing or NaN -> None (hard)."""
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        return Rating(
-            None,
-            notes=[f"difficulty {value!r} unusable: treated as hard"],
-            fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
-        )
-    if math.isnan(score):
-        return Rating(
-            None,
-            notes=["difficulty NaN: treated as hard"],
-            fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
-        )
-    if not 0.0 <= score <= 1.0:
-        return Rating(
-            min(1.0, max(0.0, score)),
-            notes=[f"difficulty {score} clamped"],
-            fallbacks=[Fallback.DIFFICULTY_CLAMPED],
-        )
-    return Rating(score)
-
-
-class Evidence:
-    """What System 1 says about one step (or the whole problem), asked on first request
-    and shared by the estimators rating it: its greedy reply (with token logprobs when an
-    estimator needs them) and further samples."""
-
-    def __init__(
-        self,
-        solver: Solver,
-        *,
-        problem: str,
-        subproblem: str,
-        earlier: str,
-        step: int | None,
-        logprobs: bool = False,
-    ):
-        self.solver = solver
-        self.problem = problem
-        self.subproblem = subproblem
-        self.earlier = earlier
-        self.step = step
-        self.logprobs = logprobs
-        self._replies: list[Sample] = []
-        self._votes: list[Sample] = []
-
-    @property
-    def replies(self) -> list[Sample]:
-        """The replies made so far: the greedy one first, then samples by rollout id."""
-        return list(self._replies)
-
-    @property
-    def votes(self) -> list[Sample]:
-        """Replies of another kind made so far (a program's): they count in System 2's
-        vote but are not its chains."""
-        return list(self._votes)
-
-    @property
-    def whole(self) -> bool:
-        return self.solver.whole
-
-    def _inputs(self) -> dict[str, str]:
-        if self.whole:
-            return {"problem": self.problem}
-        return {
-            "problem": self.problem,
-            "earlier_steps": self.earlier,
-            "subproblem": self.subproblem,
-        }
-
-    def greedy(self) -> Sample:
-        """System 1's greedy reply (one call, made once)."""
-        if not self._replies:
-            self._replies.append(
-                self.solver.reply(
-                    step=self.step, stage="assess", logprobs=self.logprobs, **self._inputs()
-                )
-            )
-        return self._replies[0]
-
-    def samples(self, m: int) -> list[Sample]:
-        """The greedy reply and ``m - 1`` samples at the sample temperature."""
-        self.greedy()
-        while len(self._replies) < m:
-            self._replies.append(
-                self.solver.reply(
-                    step=self.step, stage="assess", rollout=len(self._replies), **self._inputs()
-                )
-            )
-        return self._replies[:m]
-
-    def program(self, coder: Solver) -> Sample:
-        """One greedy program from ``coder`` on the same inputs (one call, made once)."""
-        if not self._votes:
-            self._votes.append(coder.reply(step=self.step, stage="assess", **self._inputs()))
-        return self._votes[0]
-
-
-class Estimator:
-    """Rates one step or problem from its ``Evidence``. ``online`` estimators need the
-    earlier steps' answers (they run System 1 in context), so they rate each step when it
-    runs; the others can rate every step up front with ``plan``."""
-
-    name = "estimator"
-    online = True
-    logprobs = False  # whether the greedy reply must carry token logprobs
-
-    def rate(self, evidence: Evidence) -> Rating:
-        raise NotImplementedError
-
-    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
-        """Ratings of all steps before any is solved. The default runs System 1 through
-        the steps in order, each in the context of System 1's own earlier answers
-        (``evidence(index, earlier_steps)`` makes a step's evidence)."""
-        ratings: list[Rating] = []
-        steps: list[Step] = []
-        for i, subproblem in enumerate(subproblems):
-            rating = self.rate(evidence(i, steps))
-            ratings.append(rating)
-            steps.append(Step(subproblem, answer=rating.answer or ""))
-        return ratings
-
-
-class NoEstimate(Estimator):
-    """No calls: every step and problem counts as hardest."""
-
-    name = "none"
-    online = False
-
-    def rate(self, evidence: Evidence) -> Rating:
-        return Rating(None)
-
-    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
-        return [Rating(None) for _ in subproblems]
-
-
-class Assessor(dspy.Module):
-    """The predictors the model states difficulties with: one step per call, or all steps
-    in one call (``batched``)."""
-
-    def __init__(self, profile: SystemProfile, batched: bool = True, top_logprobs: int = 10):
-        super().__init__()
-        self.profile = profile
-        self.batched = batched
-        self.top_logprobs = top_logprobs
-        self.assess = dspy.Predict(AssessDifficulty)
-        self.assess_all = dspy.Predict(AssessDifficulties)
-
-    def config(self, logprobs: bool) -> dict:
-        return {"logprobs": True, "top_logprobs": self.top_logprobs} if logprobs else {}
-
-
-class Stated(Estimator):
-    """``self``: the stated score; ``logprob``: its expected value from token logprobs
-    (the stated score, with a note, where the backend returns none)."""
-
-    online = False
-
-    def __init__(self, assessor: Assessor, *, logprobs: bool):
-        self.assessor = assessor
-        self.use_logprobs = logprobs
-        self.name = "logprob" if logprobs else "self"
-
-    def rate(self, evidence: Evidence) -> Rating:
-        assessor = self.assessor
-        try:
-            with assessor.profile.context(), label("assess", None, evidence.step):
-                pred = assessor.assess(
-                    problem=evidence.problem,
-                    earlier_steps=evidence.earlier,
-                    subproblem=evidence.subproblem,
-                    config=assessor.config(self.use_logprobs),
-                )
-        except (AdapterParseError, ValueError) as exc:
-            return Rating(
-                None,
-                notes=[f"difficulty unparseable ({type(exc).__name__}): treated as hard"],
-                fallbacks=[Fallback.DIFFICULTY_UNUSABLE],
-            )
-        if self.use_logprobs:
-            scores = _expected(pred)
-            if scores:
-                return Rating(scores[0])
-            rating = clamp_score(pred.difficulty)
-            rating.notes.append("no logprobs from this backend: stated score used")
-            rating.fallbacks.append(Fallback.NO_LOGPROBS)
-            return rating
-        return clamp_score(pred.difficulty)
-
-    def plan(self, problem: str, subproblems: list[str], evidence: Callable) -> list[Rating]:
-        if not self.assessor.batched:
-            return [
-                self.rate(evidence(i, [Step(s) for s in subproblems[:i]]))
-                for i, s in enumerate(subproblems)
-            ]
-        assessor = self.assessor
-        try:
-            with assessor.profile.context(), label("assess"):
-                pred = assessor.assess_all(
-                    problem=problem,
-                    subproblems=subproblems,
-                    config=assessor.config(self.use_logprobs),
-                )
-        except (AdapterParseError, ValueError) as exc:
-            note = f"difficulties unparseable ({type(exc).__name__}): treated as hard"
-            return [
-                Rating(None, notes=[note], fallbacks=[Fallback.DIFFICULTY_UNUSABLE])
-                for _ in subproblems
-            ]
-        return self._batch_ratings(pred, len(subproblems))
-
-    def _batch_ratings(self, pred: dspy.Prediction, n: int) -> list[Rating]:
-        if self.use_logprobs:
-            scores = _expected(pred)
-            if scores is not None and len(scores) == n:
-                return [Rating(s) for s in scores]
-        values = pred.difficulties if isinstance(pred.difficulties, list) else []
-        ratings = [clamp_score(v) for v in values[:n]]
-        ratings += [Rating(None) for _ in range(n - len(ratings))]
-        notes, fallbacks = [], []
-        if len(values) != n:
-            extra = ": missing ones treated as hard" if len(values) < n else ": extra ones ignored"
-            notes.append(f"{len(values)} difficulties for {n} steps{extra}")
-            fallbacks.append(Fallback.DIFFICULTY_COUNT)
-        if self.use_logprobs:
-            notes.append("logprobs unusable for this output: stated scores used")
-            fallbacks.append(Fallback.NO_LOGPROBS)
-        for rating in ratings:
-            rating.notes.extend(notes)
-            rating.fallbacks.extend(fallbacks)
-        return ratings
-
-
-def _expected(pred: dspy.Prediction) -> list[float] | None:
-    """Expected scores from the prediction's token logprobs, or None if it has none."""
-    logprobs = getattr(pred, "logprobs", None)
-    if hasattr(logprobs, "model_dump"):
-        logprobs = logprobs.model_dump()
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not content:
-        return None
-    text = "".join(entry["token"] for entry in content)
-    anchor = text.find("difficult")
-    return expected_scores(content, anchor + len("difficult") if anchor >= 0 else 0)
 
 
 class Agreement(Estimator):

@@ -13,11 +13,13 @@ from scale.programs import profiles
 from scale.programs.base import MathProgram, finish_step
 from scale.programs.callbacks import callback
 from scale.programs.decompose import Decomposer
-from scale.programs.estimators import Assessor, Estimator, Evidence, build_estimator
+from scale.programs.estimators import build_estimator
+from scale.programs.evidence import Estimator, Evidence
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Rating, Sample, Step, format_steps
 from scale.programs.route import FORCED_LAST, Routing, route_threshold
 from scale.programs.solve import Solver
+from scale.programs.stated import Assessor
 
 # (program, estimator) pinned by SCALE.rating_with in the current context
 _PINNED: contextvars.ContextVar[tuple[SCALE, Estimator] | None] = contextvars.ContextVar(

@@ -31,7 +31,7 @@ from scale.optimizers import (
     tune_scorer,
 )
 from scale.programs import Step, StopRule, Vote, save_program, system2
-from scale.programs.estimators import NoEstimate
+from scale.programs.evidence import NoEstimate
 
 
 @pytest.fixture
