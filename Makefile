@@ -54,7 +54,7 @@ test: setup
 	$(BIN)/pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 # A regular (non-editable) install imports the same way from the checkout (CI runs this).
 check-install: setup

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from decompositions import read_rows, stats  # bench/decompositions.py, beside this script
 
+from scale.bench.report import machine, paired
 from scale.optimizers import read_results, summarize
-from scale.report import machine, paired
 
 DATASETS = {
     "gsm8k": ("round2-gsm8k-server", "gsm8k-chat"),

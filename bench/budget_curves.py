@@ -18,14 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scale.bench.plots import tradeoff_plot
+from scale.bench.report import machine, method_family
+from scale.grading.verify import is_equivalent
+from scale.harness.replay import stored_answers
 from scale.optimizers import read_results
-from scale.optimizers.replay import stored_answers
-from scale.plots import tradeoff_plot
 from scale.programs.budget import BudgetPolicy, Draw, StoredChains
 from scale.programs.profiles import MAX_TOKENS
 from scale.programs.stopping import majority
-from scale.report import machine, method_family
-from scale.verify import is_equivalent
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = {

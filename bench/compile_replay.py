@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scale.bench.report import machine
 from scale.optimizers import ResultRow, ResultsFile
 from scale.optimizers.recipes import Played, Recipe, apply_recipe, load_recorded
 from scale.optimizers.selection import (
@@ -37,7 +38,6 @@ from scale.optimizers.selection import (
     signal_quality,
 )
 from scale.programs import build_program, save_program
-from scale.report import machine
 
 ROOT = Path(__file__).resolve().parent / "results"
 OUT = ROOT / "compile-replay"
@@ -142,8 +142,8 @@ def crossfit(dataset: str, programs: bool, kind: str, model: str | None) -> dict
 def run_live(program: Path, model: str, recordings: Path, dataset: Path) -> dict[str, ResultRow]:
     """``program`` run by ``scale bench`` on the recorded runtime (every call answered from
     the recordings, programs run again in the sandbox) on ``dataset``: its rows by id."""
-    from scale import local
     from scale.cli import main as scale_main
+    from scale.models import local
     from scale.optimizers import read_results
 
     out = program.parent / "live" / program.stem

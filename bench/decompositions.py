@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from scale.datasets import load_dataset
-from scale.lm import DEFAULT_MODEL, track
+from scale.harness.datasets import load_dataset
+from scale.models.lm import DEFAULT_MODEL, track
 from scale.optimizers import in_parallel
 from scale.programs import ProgramSpec
 

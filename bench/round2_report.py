@@ -25,11 +25,11 @@ from typing import Any
 import compile_replay
 import round3_report
 
-from scale.bench import replayed_methods
+from scale.bench.plots import tradeoff_plot
+from scale.bench.report import machine, method_family, paired
+from scale.bench.run import replayed_methods
+from scale.harness.replay import stored_answers
 from scale.optimizers import ResultRow, read_results, summarize
-from scale.optimizers.replay import stored_answers
-from scale.plots import tradeoff_plot
-from scale.report import machine, method_family, paired
 
 TARGET_VOTE = 5  # the allocation targets compare with vote@5
 PEERS = "adaptive-vote"  # Adaptive-Consistency as its authors run it (all chains sampled)

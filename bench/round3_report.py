@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from scale.grading.verify import is_equivalent
+from scale.harness.replay import stored_answers
 from scale.optimizers import ResultRow, read_results, summarize
 from scale.optimizers.outcomes import auroc
-from scale.optimizers.replay import stored_answers
 from scale.programs.estimators import CrossCheck
 from scale.programs.spec import PRESETS
 from scale.programs.stopping import StopRule, majority
-from scale.verify import is_equivalent
 
 ROOT = Path(__file__).resolve().parent / "results"
 FOLDERS = {  # round-2 folder -> its round-3 folder

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from scale.grading.verify import is_equivalent
 from scale.optimizers import read_results
-from scale.verify import is_equivalent
 
 RUNTIMES = ("inproc", "server")
 

@@ -17,8 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from scale.bench.report import machine
 from scale.optimizers import read_results
-from scale.report import machine
 from scale.sandbox import Sandbox
 
 OUT = Path(__file__).resolve().parent / "results" / "round3-programs"

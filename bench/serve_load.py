@@ -29,9 +29,9 @@ import dspy
 import httpx
 import uvicorn
 
-from scale.fakeserver import FakeServer
+from scale.bench.fakeserver import FakeServer
+from scale.bench.report import machine
 from scale.programs import Vote, system2
-from scale.report import machine
 from scale.serve import create_app, guarded_protocol
 
 OUT = Path(__file__).resolve().parent / "results" / "serve-load"

@@ -1,6 +1,8 @@
 """Metrics, evaluation, results files, replays, routing search and ``SCALEOptimizer``."""
 
-from scale.optimizers.evaluate import Summary, evaluate, in_parallel, run_example, summarize
+from scale.harness.evaluate import Summary, evaluate, in_parallel, run_example, summarize
+from scale.harness.replay import greedy_first, replay, replay_rows
+from scale.harness.results import ResultRow, ResultsFile, ResultsFileError, read_results
 from scale.optimizers.metrics import CostAware, correctness, feedback
 from scale.optimizers.optimizer import PROMPT_OPTIMIZERS, SCALEOptimizer, split_dev
 from scale.optimizers.outcomes import (
@@ -10,8 +12,6 @@ from scale.optimizers.outcomes import (
     estimator_quality,
     tune_scorer,
 )
-from scale.optimizers.replay import greedy_first, replay, replay_rows
-from scale.optimizers.results import ResultRow, ResultsFile, ResultsFileError, read_results
 from scale.optimizers.search import Grid, Trial, best_trial, pareto_front, search_routing, ties
 
 __all__ = [

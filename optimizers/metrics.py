@@ -7,12 +7,10 @@ from typing import Any
 
 import dspy
 
-from scale.verify import extract_answer, is_equivalent
+from scale.grading.metric import correctness
+from scale.grading.verify import extract_answer
 
-
-def correctness(example: dspy.Example, pred: dspy.Prediction, trace: Any = None) -> float:
-    """1.0 when the predicted final answer is mathematically equivalent to the gold one."""
-    return float(is_equivalent(str(example.answer), str(getattr(pred, "answer", "") or "")))
+__all__ = ["CostAware", "correctness", "feedback", "tokens_of"]
 
 
 def tokens_of(pred: dspy.Prediction) -> int:

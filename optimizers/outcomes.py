@@ -18,15 +18,15 @@ from typing import Any
 import dspy
 from tqdm import tqdm
 
-from scale.optimizers.evaluate import in_parallel
-from scale.optimizers.results import ResultsFile
+from scale.grading.verify import is_equivalent
+from scale.harness.evaluate import in_parallel
+from scale.harness.results import ResultsFile
 from scale.programs.estimators import build_estimator
 from scale.programs.evidence import Estimator, Evidence
 from scale.programs.io import fingerprint
 from scale.programs.records import Rating
 from scale.programs.route import Routing
 from scale.programs.scale import SCALE
-from scale.verify import is_equivalent
 
 EASY, HARD = 0.2, 0.8  # the scores outcome-labelled demos teach
 

@@ -19,12 +19,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scale.optimizers.results import ResultRow, ResultsFileError, read_header, read_results
+from scale.grading.verify import is_equivalent
+from scale.harness.results import ResultRow, ResultsFileError, read_header, read_results
 from scale.programs.calibrated import Calibration, gate_features
 from scale.programs.logprobs import doubt
 from scale.programs.records import Fallback, Sample
 from scale.programs.stopping import StopRule, majority
-from scale.verify import is_equivalent
 
 if TYPE_CHECKING:
     from scale.programs.scale import SCALE

@@ -16,7 +16,7 @@ from typing import Any
 
 import dspy
 
-from scale.optimizers.evaluate import Metric, evaluate
+from scale.harness.evaluate import Metric, evaluate
 from scale.optimizers.metrics import CostAware, correctness
 from scale.programs.route import RoutingError
 from scale.programs.scale import SCALE

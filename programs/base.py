@@ -7,7 +7,7 @@ import unicodedata
 
 import dspy
 
-from scale.lm import current_ledger, track
+from scale.models.lm import current_ledger, track
 from scale.programs.callbacks import callback
 from scale.programs.records import Fallback, Step
 
@@ -48,7 +48,7 @@ def clean_problem(
 
 class MathProgram(dspy.Module):
     """Base of SCALE and the baselines: ``forward(problem)`` returns a ``dspy.Prediction``
-    with ``answer``, ``steps`` (``Step`` records), ``usage`` (a ``scale.lm.Usage`` of every
+    with ``answer``, ``steps`` (``Step`` records), ``usage`` (a ``scale.models.lm.Usage`` of every
     LM call, by stage and by system), ``notes`` and ``fallbacks`` (problem-level ones)."""
 
     method = "base"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from scale.adapter import final_answer
+from scale.models.adapter import final_answer
 from scale.programs import profiles
 from scale.programs.base import MathProgram, finish_step
 from scale.programs.profiles import SystemProfile

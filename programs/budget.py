@@ -15,7 +15,7 @@ to those still split, in rounds:
 Spent tokens never exceed the budget: a sample is drawn only if its worst case (its
 prompt, counted before the call, plus the ``max_tokens`` cap) fits, and only its actual
 cost is then charged. The policy sees only what was drawn so far, so it runs the same on
-a live model (``scale.budgeted.LiveSampler``, behind ``scale eval --budget-tokens``) and
+a live model (``scale.harness.budgeted.LiveSampler``, behind ``scale eval --budget-tokens``) and
 on stored chains (``StoredChains``).
 """
 

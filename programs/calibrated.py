@@ -13,10 +13,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scale.calc import check
+from scale.grading.calc import check
+from scale.grading.verify import is_equivalent
 from scale.programs.logprobs import doubt
 from scale.programs.records import Sample
-from scale.verify import is_equivalent
 
 FEATURES: dict[str, str] = {
     "doubt_lowest": "1 - the reply's probability over its least confident window",

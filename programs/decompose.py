@@ -5,7 +5,7 @@ from __future__ import annotations
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from scale.lm import label
+from scale.models.lm import label
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback
 from scale.signatures import Decompose, SelectDecomposition

@@ -13,7 +13,7 @@ so estimators combined with ``+`` pay for System 1's greedy reply once.
   geometric-mean token probability over its least confident window); ``confidence-mean``:
   over the whole reply; ``confidence-total``: the whole reply's probability, per 100 tokens
   (so a long reply with the same doubt per token scores higher).
-- ``check``: System 1's calculation evaluated exactly (``scale.calc``) against its answer:
+- ``check``: System 1's calculation evaluated exactly (``scale.grading.calc``) against its answer:
   0 when it matches, 0.9 when it cannot be read, 1 when it gives another value.
 - ``crosscheck``: System 1's greedy reply against one greedy program (the model writes a
   SymPy program, the sandbox runs it): agreement, silence or disagreement sets the band
@@ -32,7 +32,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from scale.calc import check
+from scale.grading.calc import check
+from scale.grading.verify import is_equivalent
 from scale.programs.calibrated import Calibration, gate_features
 from scale.programs.evidence import Estimator, Evidence, NoEstimate
 from scale.programs.logprobs import doubt as reply_doubt
@@ -41,7 +42,6 @@ from scale.programs.records import Fallback, Rating
 from scale.programs.solve import Solver
 from scale.programs.stated import Stated
 from scale.programs.stopping import majority
-from scale.verify import is_equivalent
 
 if TYPE_CHECKING:
     from scale.programs.scale import SCALE
@@ -109,7 +109,7 @@ class Confidence(Estimator):
 
 
 class Check(Estimator):
-    """System 1's calculation against its answer (``scale.calc.check``)."""
+    """System 1's calculation against its answer (``scale.grading.calc.check``)."""
 
     name = "check"
     SCORES: ClassVar[dict[str, float]] = {

@@ -352,7 +352,8 @@ def fingerprint(program: dspy.Module) -> dict[str, Any]:
     it, and resuming the file with a different program is refused."""
     import hashlib
 
-    from scale import __version__, local
+    from scale import __version__
+    from scale.models import local
 
     state = program.dump_state()
     routing = state.pop("routing", None)

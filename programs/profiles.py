@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import dspy
 
-from scale.adapter import ADAPTERS, default_adapter, make_adapter
-from scale.lm import (
+from scale.models.adapter import ADAPTERS, default_adapter, make_adapter
+from scale.models.lm import (
     DEFAULT_MODEL,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,

@@ -7,8 +7,8 @@ import contextvars
 import time
 from collections.abc import Iterator
 
-from scale.adapter import final_answer
-from scale.lm import label
+from scale.models.adapter import final_answer
+from scale.models.lm import label
 from scale.programs import profiles
 from scale.programs.base import MathProgram, finish_step
 from scale.programs.callbacks import callback

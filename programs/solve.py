@@ -5,14 +5,14 @@ from __future__ import annotations
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from scale.adapter import extract_program
-from scale.lm import current_ledger, label
+from scale.grading.verify import extract_answer
+from scale.models.adapter import extract_program
+from scale.models.lm import current_ledger, label
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Sample
 from scale.programs.stopping import StopRule, majority
 from scale.sandbox import Run, default_sandbox
 from scale.signatures.solve import REASONING_DESC, SIGNATURES, FixProgram
-from scale.verify import extract_answer
 
 _MAX_BARE_ANSWER = 80  # characters: a longer unmarked reply is prose, not an answer
 

@@ -7,7 +7,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from scale.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from scale.models.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from scale.programs.base import MathProgram
 from scale.programs.baselines import CoT, Vote
 from scale.programs.estimators import CrossCheck

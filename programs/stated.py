@@ -10,7 +10,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from scale.lm import label
+from scale.models.lm import label
 from scale.programs.evidence import Estimator, Evidence
 from scale.programs.logprobs import expected_scores
 from scale.programs.profiles import SystemProfile

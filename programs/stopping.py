@@ -21,7 +21,7 @@ from functools import lru_cache
 from math import comb
 from typing import Literal
 
-from scale.verify import is_equivalent
+from scale.grading.verify import is_equivalent
 
 StopKind = Literal["fixed", "adaptive", "window"]
 STOP_KINDS: tuple[StopKind, ...] = ("fixed", "adaptive", "window")

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scale import buildcheck
-from scale.packaged import ModelError
+from scale.models import buildcheck
+from scale.models.packaged import ModelError
 
 PACKAGES = (
     "scale-dspy",
@@ -71,13 +71,13 @@ def llama_cpp_state(check: bool) -> dict[str, Any]:
 
 
 def _default_model() -> Path:
-    from scale.local import resolve
+    from scale.models.local import resolve
 
     return resolve("qwen2.5-coder-1.5b")
 
 
 def server_state() -> dict[str, Any]:
-    from scale.llama_server import ServerError, binary
+    from scale.models.llama_server import ServerError, binary
 
     try:
         return {"available": True, "path": str(binary())}
@@ -97,8 +97,8 @@ def sandbox_state() -> dict[str, Any]:
 
 def report(*, check: bool = False) -> dict[str, Any]:
     """Everything ``scale doctor`` prints, as data."""
-    from scale.local import runtime_name
-    from scale.packaged import PACKAGED_MODELS, packaged_status
+    from scale.models.local import runtime_name
+    from scale.models.packaged import PACKAGED_MODELS, packaged_status
 
     return {
         "python": sys.version.split()[0],

@@ -1,4 +1,4 @@
-"""The adapters (``scale.adapter``): list fields the way small models write them, and the
+"""The adapters (``scale.models.adapter``): list fields the way small models write them, and the
 native-chat adapter's rendering and parsing of each field type."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import dspy
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from scale.adapter import NativeAdapter, parse_string_list, unwrap
+from scale.models.adapter import NativeAdapter, parse_string_list, unwrap
 from scale.signatures import (
     AssessDifficulties,
     AssessDifficulty,

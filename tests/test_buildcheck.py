@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from scale import buildcheck
+from scale.models import buildcheck
 
 # A stand-in llama_cpp whose model load dies of a real segmentation fault (a read of
 # address 0), as a native build does on a VM that advertises an instruction it forbids.

@@ -8,7 +8,7 @@ import time
 import pytest
 import sympy
 
-from scale.calc import CalcError, check, evaluate
+from scale.grading.calc import CalcError, check, evaluate
 
 
 @pytest.mark.parametrize(

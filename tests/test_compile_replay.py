@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scale import local
 from scale.cli import main
+from scale.models import local
 from scale.optimizers import read_results
 from scale.optimizers.calibration import fit_calibration
 from scale.optimizers.outcomes import auroc

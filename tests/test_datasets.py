@@ -1,4 +1,5 @@
-"""Tests for scale.datasets: built-in sets, filters, sampling, user files and malformed rows."""
+"""Tests for scale.harness.datasets: built-in sets, filters, sampling, user files and
+malformed rows."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scale.datasets import (
+from scale.harness.datasets import (
     BUILTIN_DATASETS,
     DatasetError,
     DatasetWarning,

@@ -10,8 +10,8 @@ import dspy
 import pytest
 from world import EXAMPLES
 
+from scale.harness.results import ResultRow
 from scale.optimizers import ResultsFileError, evaluate, in_parallel, read_results, summarize
-from scale.optimizers.results import ResultRow
 from scale.programs import Fallback, MathProgram, Step
 
 

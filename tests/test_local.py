@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from scale import local
-from scale.lm import TINY_MODEL, make_lm, track
+from scale.models import local
+from scale.models.lm import TINY_MODEL, make_lm, track
 
 pytestmark = pytest.mark.local_model
 
@@ -104,8 +104,8 @@ CHILD = textwrap.dedent(
     # Ctrl-C as in a terminal, even when started from a shell that ignores SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ["SCALE_LOCAL_RUNTIME"] = "server"
-    from scale.lm import make_lm
-    from scale.llama_server import SERVERS
+    from scale.models.lm import make_lm
+    from scale.models.llama_server import SERVERS
     lm = make_lm({TINY_MODEL!r}, max_tokens=2, cache=False)
     lm("hi")
     server = next(iter(SERVERS._servers.values()))
@@ -158,7 +158,7 @@ def test_the_server_dies_with_its_parent(how):
 
 
 def test_a_crashed_server_is_restarted_once_and_the_call_in_flight_fails(monkeypatch):
-    from scale.llama_server import SERVERS, ServerError
+    from scale.models.llama_server import SERVERS, ServerError
 
     monkeypatch.setenv("SCALE_LOCAL_RUNTIME", "server")
     make_lm(TINY_MODEL, max_tokens=2, cache=False)("hi")

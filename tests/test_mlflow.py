@@ -107,7 +107,7 @@ def test_a_tampered_logged_model_runs_no_code_and_cannot_choose_the_endpoint(
     """Every file of the stored artifact rewritten by an attacker: the MLmodel names code of
     its own and an endpoint, the other files carry code. scale's loader reads only the
     program JSON, with the installed package's code; pyfunc's ignores the endpoint."""
-    from scale import mlflow_model
+    from scale.tracking import mlflow_model
 
     dataset = write_dataset(tmp_path / "dev.jsonl")
     argv = ["compile", "--dataset", dataset, "--train", "1", "--val", "3", "--optimizer", "none"]
@@ -128,7 +128,7 @@ def test_a_tampered_logged_model_runs_no_code_and_cannot_choose_the_endpoint(
     (stored / "evil" / "evil_loader.py").write_text(payload + "def _load_pyfunc(*a): pass\n")
     mlmodel = yaml.safe_load((stored / "MLmodel").read_text())
     flavor = mlmodel["flavors"]["python_function"]
-    assert flavor["loader_module"] == "scale.mlflow_model"  # the installed package's code
+    assert flavor["loader_module"] == "scale.tracking.mlflow_model"  # the installed package's code
     flavor |= {"loader_module": "evil_loader", "code": "evil"}
     flavor["config"]["api_base"] = "http://evil.example"
     (stored / "MLmodel").write_text(yaml.safe_dump(mlmodel))
@@ -145,7 +145,7 @@ def test_a_tampered_logged_model_runs_no_code_and_cannot_choose_the_endpoint(
 
 
 def test_pyfunc_loading_ignores_an_endpoint_in_the_models_config(world, store, tmp_path):
-    from scale import mlflow_model
+    from scale.tracking import mlflow_model
 
     program = tmp_path / "tuned.json"
     argv = ["compile", "--dataset", write_dataset(tmp_path / "dev.jsonl"), "--train", "1"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_model_checksums_for_packaged_and_file_models(tmp_path):
     import hashlib
 
-    from scale.packaged import PACKAGED_MODELS, model_sha256
+    from scale.models.packaged import PACKAGED_MODELS, model_sha256
 
     weights = tmp_path / "m.gguf"
     weights.write_bytes(b"GGUF" + bytes(range(256)) * 10)
@@ -21,7 +21,7 @@ def test_threads_asking_for_a_chunked_model_at_once_assemble_it_once(tmp_path, m
     import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
-    from scale import packaged
+    from scale.models import packaged
 
     chunks = [tmp_path / f"part{i}" for i in range(3)]
     for i, chunk in enumerate(chunks):

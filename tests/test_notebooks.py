@@ -2,7 +2,7 @@
 
 By default the notebooks run on the tiny packaged llama.cpp model. With
 ``SCALE_TEST_API_BASE=http://127.0.0.1:PORT/v1`` they run against an OpenAI-compatible server
-instead, e.g. ``python -m scale.fakeserver --port PORT --delay 0.01`` during development.
+instead, e.g. ``python -m scale.bench.fakeserver --port PORT --delay 0.01`` during development.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from scale.lm import TINY_MODEL
+from scale.models.lm import TINY_MODEL
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_quickstart.ipynb", "02_compile_and_track.ipynb", "03_threshold_tradeoff.ipynb")

@@ -458,7 +458,7 @@ def test_replay_leaves_error_rows_alone():
 
 
 def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path):
-    from scale.bench import run_bench
+    from scale.bench.run import run_bench
 
     examples = _voting_world(scripted)
     scripted.rules.insert(0, (r"s1\nPlease reason", "\\boxed{5}"))
@@ -514,7 +514,7 @@ def test_bench_runs_round_by_round_replays_voting_and_reports(scripted, tmp_path
 
 
 def test_a_bench_without_cot_reports_no_comparison_column(scripted, tmp_path):
-    from scale.bench import run_bench
+    from scale.bench.run import run_bench
 
     def build(name: str) -> Vote:
         return Vote(system2("scripted/s2", adapter="native", samples=4))
@@ -530,8 +530,8 @@ def test_a_bench_without_cot_reports_no_comparison_column(scripted, tmp_path):
 @pytest.mark.parametrize("which", ["mipro", "gepa"])
 def test_mipro_and_gepa_compile_end_to_end(which, tmp_path):
     """Both DSPy optimizers run inside SCALEOptimizer against a real HTTP model server."""
-    from scale.datasets import load_dataset
-    from scale.fakeserver import FakeServer
+    from scale.bench.fakeserver import FakeServer
+    from scale.harness.datasets import load_dataset
     from scale.programs import build_program
 
     examples = load_dataset("gsm8k", n=6, seed=3)

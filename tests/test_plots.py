@@ -1,6 +1,6 @@
 from matplotlib.figure import Figure
 
-from scale.plots import pareto, tradeoff_plot
+from scale.bench.plots import pareto, tradeoff_plot
 
 POINTS = [
     {"label": "cot", "accuracy": 0.5, "tokens_per_problem": 400, "ci95": (0.4, 0.6)},

@@ -8,7 +8,7 @@ import math
 import pytest
 from conftest import COMPLETION_TOKENS, PROMPT_TOKENS, ScriptedText
 
-from scale.lm import label, track
+from scale.models.lm import label, track
 from scale.programs import (
     SCALE,
     CoT,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from scale import local
 from scale.cli import main
-from scale.lm import TINY_MODEL
-from scale.optimizers.results import ResultRow, read_header, read_results
+from scale.harness.recorded import RecordingError, Recordings
+from scale.harness.results import ResultRow, read_header, read_results
+from scale.models import local
+from scale.models.lm import TINY_MODEL
 from scale.programs import ProgramSpec
 from scale.programs.io import fingerprint
-from scale.recorded import RecordingError, Recordings
 
 ROOT = Path(__file__).resolve().parents[1]
 # problem -> (gold, greedy answer, vote's answers by rollout id)

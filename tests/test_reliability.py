@@ -1,6 +1,6 @@
 """Reliability: model faults from a real HTTP server on loopback, killed and resumed runs,
 and bad input through the ``scale`` command. Offline; the model is ``openai/fake`` served by
-``scale.fakeserver``. Numbers from these runs are in docs/reliability.md (run with ``-s`` to
+``scale.bench.fakeserver``. Numbers from these runs are in docs/reliability.md (run with ``-s`` to
 see the ``stats:`` lines)."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import dspy
 import pytest
 
-import scale.lm
-from scale import local, packaged
+import scale.models.lm
+from scale.bench.fakeserver import FAULTS, FakeServer, FaultPlan
 from scale.cli import main
-from scale.fakeserver import FAULTS, FakeServer, FaultPlan
-from scale.lm import make_lm
+from scale.models import local, packaged
+from scale.models.lm import make_lm
 from scale.optimizers import ResultsFile, evaluate, read_results
 from scale.programs import build_program, read_program, save_program
 from scale.programs.io import atomic_write_text
@@ -124,7 +124,7 @@ def test_retries_are_bounded():
 
 
 def test_a_huge_retry_after_is_capped(monkeypatch):
-    monkeypatch.setattr(scale.lm, "MAX_RETRY_WAIT", 0.5)
+    monkeypatch.setattr(scale.models.lm, "MAX_RETRY_WAIT", 0.5)
     plan = FaultPlan(script=("http429",), retry_after="3600")
     with FakeServer(faults=plan) as server:
         lm = make_lm("openai/fake", api_base=server.url, timeout=5, num_retries=1, cache=False)
@@ -150,7 +150,7 @@ def test_abandoned_requests_do_not_pile_up_at_a_backend_that_hangs(monkeypatch):
     """Every reply drips a byte every 0.3 s (no read ever times out) and each attempt is
     abandoned after 1 s: once MAX_ABANDONED requests still run at the backend, further
     attempts fail at once, unsent."""
-    monkeypatch.setattr(scale.lm, "MAX_ABANDONED", 3)
+    monkeypatch.setattr(scale.models.lm, "MAX_ABANDONED", 3)
     plan = FaultPlan({"trickle": 1.0}, trickle_seconds=0.3)
     with FakeServer(faults=plan) as server:
         lm = make_lm("openai/fake", api_base=server.url, timeout=1, num_retries=0, cache=False)
@@ -669,7 +669,7 @@ def test_vote_uses_system2_samples_as_its_one_count():
 
 
 def test_the_framework_throughput_measurement_restores_dspys_cache():
-    from scale.throughput import framework
+    from scale.bench.throughput import framework
 
     before = dspy.cache
     framework([1], n=2, delay=0.0)

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from scale.datasets import load_dataset
-from scale.fakeserver import FakeServer
+from scale.bench.fakeserver import FakeServer
+from scale.bench.throughput import pools, router_file
+from scale.harness.datasets import load_dataset
+from scale.models.pools import RouterError, load_router
 from scale.optimizers import evaluate
 from scale.programs import build_program
-from scale.router import RouterError, load_router
-from scale.throughput import pools, router_file
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scale import verify
-from scale.verify import extract_answer, is_equivalent
+from scale.grading import verify
+from scale.grading.verify import extract_answer, is_equivalent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,7 +236,7 @@ def test_hostile_input_is_bounded_and_never_executed(template: str, tmp_path: Pa
 def test_worker_starts_lazily_and_is_cleaned_up_at_exit() -> None:
     script = textwrap.dedent(
         """
-        from scale import verify
+        from scale.grading import verify
         assert not verify._POOL._idle
         assert verify.is_equivalent("2", "2.0")  # fast path: no worker
         assert not verify._POOL._idle

@@ -5,7 +5,7 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scale.verify import extract_answer, is_equivalent
+from scale.grading.verify import extract_answer, is_equivalent
 
 FUZZ = settings(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from scale.cli import bench, evaluation, misc, search, serve, solve
 from scale.cli.options import Parser, UsageError
-from scale.cli.support import printable, say
+from scale.cli.support import printable, say, setup_process
 
 COMMANDS = (solve, evaluation, search, bench, serve, misc)
 
@@ -29,12 +29,12 @@ def build_parser() -> Parser:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from scale.datasets import DatasetError
-    from scale.llama_server import ServerError
+    from scale.harness.datasets import DatasetError
+    from scale.models.llama_server import ServerError
+    from scale.models.packaged import ModelError
+    from scale.models.pools import RouterError
     from scale.optimizers import ResultsFileError
-    from scale.packaged import ModelError
     from scale.programs import OverlapError, ProblemError, ProgramFileError, RoutingError
-    from scale.router import RouterError
     from scale.sandbox import SandboxUnavailable
 
     return (
@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     example errored, or an unexpected error), 2 bad usage or input, 130 interrupted."""
     args = build_parser().parse_args(argv)
     try:
+        setup_process(args)
         return args.run(args)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, _leave_now)

@@ -33,7 +33,7 @@ def _methods(text: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scale.bench import BENCH_METHODS, REPLAYED
+    from scale.bench.run import BENCH_METHODS, REPLAYED
 
     p = sub.add_parser(
         "bench",
@@ -136,10 +136,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from scale.bench import BENCH_METHODS, REPLAYED, PlainCoT, run_bench
+    from scale.bench.report import model_checksums
+    from scale.bench.run import BENCH_METHODS, REPLAYED, PlainCoT, run_bench
     from scale.programs.io import refuse_overlap
     from scale.programs.spec import SCALE_OPTIONS, ProgramSpec
-    from scale.report import model_checksums
 
     check_writable(args.out, folder=True)
     unknown = [m for m in args.methods if m not in BENCH_METHODS and m not in REPLAYED]
@@ -206,9 +206,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_estimators(args: argparse.Namespace) -> int:
+    from scale.bench.report import estimator_report, model_checksums
     from scale.programs import check_estimator
     from scale.programs.io import refuse_overlap
-    from scale.report import estimator_report, model_checksums
 
     check_writable(args.out, folder=True)
     estimators = tuple(e.strip() for e in args.estimators.split(",") if e.strip())

@@ -57,8 +57,8 @@ def _objective(args: argparse.Namespace):
 
 
 def run_replay_compile(args: argparse.Namespace) -> int:
+    from scale.harness.results import ResultsFileError
     from scale.optimizers.recipes import apply_recipe, load_recorded, recipe_of
-    from scale.optimizers.results import ResultsFileError
     from scale.optimizers.selection import compile_recorded
     from scale.programs import save_program
     from scale.tracking import log_program

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_budget(args: argparse.Namespace, spec, examples: list, out: str) -> int:
-    from scale.budgeted import run_budget
+    from scale.harness.budgeted import run_budget
     from scale.programs.io import fingerprint
 
     if spec.method not in ("scale", "cot") or spec.program:

@@ -10,7 +10,7 @@ from scale.cli.options import Parser, non_negative, positive, threads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from scale.local import MODEL_RUNTIMES
+    from scale.models.local import MODEL_RUNTIMES
 
     p = sub.add_parser(
         "models",
@@ -73,8 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from scale.local import runtime_name
-    from scale.packaged import PACKAGED_MODELS, packaged_status
+    from scale.models.local import runtime_name
+    from scale.models.packaged import PACKAGED_MODELS, packaged_status
 
     rows = [packaged_status(m) for m in PACKAGED_MODELS.values()]
     if args.json:
@@ -110,9 +110,10 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
-    from scale import local, throughput
+    from scale.bench.report import machine
+    from scale.bench.run import throughput
+    from scale.models import local
     from scale.programs.io import atomic_write_text
-    from scale.report import machine
 
     if args.servers:
         import tempfile

@@ -97,9 +97,9 @@ def csv_fractions(text: str) -> list[float | None]:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    from scale.adapter import ADAPTERS
-    from scale.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
-    from scale.local import RUNTIMES
+    from scale.models.adapter import ADAPTERS
+    from scale.models.lm import DEFAULT_MODEL, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+    from scale.models.local import RUNTIMES
     from scale.programs.stopping import STOP_KINDS
 
     g = p.add_argument_group("models")

@@ -125,8 +125,8 @@ def trial_table(trials: list) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    from scale.bench.plots import tradeoff_plot
     from scale.optimizers import Grid, pareto_front, search_routing
-    from scale.plots import tradeoff_plot
     from scale.programs.io import atomic_write_text
 
     check_writable(args.out_dir, folder=True)

@@ -54,28 +54,37 @@ def check_resume(args: argparse.Namespace, out_option: str = "out") -> None:
         raise UsageError("--retry-errors works with --resume (it reruns the error rows of --out)")
 
 
-def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
-    """The program the options describe; local models follow ``--runtime``."""
-    from scale import local
-    from scale.programs import ProgramSpec
+def setup_process(args: argparse.Namespace) -> None:
+    """The process-wide settings a command's options ask for, made once before it runs: the
+    local runtime (``--runtime``; the recorded runtimes answer from ``$SCALE_RECORDINGS``),
+    DSPy's cache (``--no-cache``) and the litellm pools (``--router``)."""
+    from scale.harness import recorded
+    from scale.models import local
 
     if getattr(args, "runtime", None):
         local.set_runtime(args.runtime)
+    recorded.install()
     if getattr(args, "no_cache", False):
         import dspy
 
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     if getattr(args, "router", None):
-        from scale.router import load_router
+        from scale.models.pools import load_router
 
         load_router(args.router)
+
+
+def spec_from_args(args: argparse.Namespace, **overrides: Any) -> ProgramSpec:
+    """The program the options describe (no side effects: ``setup_process`` has them)."""
+    from scale.programs import ProgramSpec
+
     return ProgramSpec.from_args(args, **overrides)
 
 
 def load_examples(args: argparse.Namespace, n: int | None = None) -> list:
     """The examples the data options select (``n`` overrides ``--n``); says so when fewer
     than asked exist."""
-    from scale.datasets import load_dataset, read_ids
+    from scale.harness.datasets import load_dataset, read_ids
 
     filters: dict[str, Any] = {}
     if args.level:

@@ -10,8 +10,8 @@ from typing import Any
 
 import dspy
 
-from scale.optimizers.evaluate import evaluate, in_parallel
-from scale.report import markdown_table
+from scale.bench.report import markdown_table
+from scale.harness.evaluate import evaluate, in_parallel
 
 PROMPT = (
     "Natalia sold clips to {n} of her friends in April, and then she sold half as many clips "
@@ -29,8 +29,8 @@ def framework(
     """Problems per second against the fixed-delay fake server at each thread count (the
     framework's concurrency, with the model's own speed taken out). DSPy's cache is off
     for the measurement and restored afterwards."""
-    from scale.datasets import load_dataset
-    from scale.fakeserver import FakeServer
+    from scale.bench.fakeserver import FakeServer
+    from scale.harness.datasets import load_dataset
     from scale.programs import build_program
 
     examples = load_dataset("gsm8k", n=n, seed=1)
@@ -72,7 +72,7 @@ def generation(
     """Aggregate generated tokens per second of ``model`` at each number of concurrent
     requests (``rounds`` requests per concurrent slot, sampled at temperature 0.7, distinct
     prompts and seeds, no cache) on the current local runtime."""
-    from scale.lm import make_lm, track
+    from scale.models.lm import make_lm, track
 
     lm = make_lm(model, temperature=0.7, max_tokens=max_tokens, cache=False)
     rows = []
@@ -136,10 +136,10 @@ def pools(
     slot), with ``threads_per_server`` examples in flight per server."""
     import contextlib
 
-    from scale.datasets import load_dataset
-    from scale.fakeserver import FakeServer
+    from scale.bench.fakeserver import FakeServer
+    from scale.harness.datasets import load_dataset
+    from scale.models.pools import load_router
     from scale.programs import build_program
-    from scale.router import load_router
 
     examples = load_dataset("gsm8k", n=n, seed=2)
     rows = []

@@ -16,7 +16,7 @@ from typing import Literal
 
 import sympy
 
-from scale.verify import is_equivalent, strip_wrappers
+from scale.grading.verify import is_equivalent, strip_wrappers
 
 MAX_CHARS = 400  # a longer calculation is not checked (it counts as unparseable)
 MAX_DEPTH = 32  # parentheses / fractions nested deeper than this are refused

@@ -46,8 +46,9 @@ def log_program(
     tracker: Tracker, path: str | Path, *, model: str, registered_name: str | None = None
 ) -> str | None:
     """Log the program at ``path`` as an MLflow model whose loader is the installed
-    ``scale.mlflow_model`` (the artifact holds the JSON and the model's name, no code and no
-    pickle), registered as ``registered_name`` if given; returns its ``models:/`` URI."""
+    ``scale.tracking.mlflow_model`` (the artifact holds the JSON and the model's name, no
+    code and no pickle), registered as ``registered_name`` if given; returns its
+    ``models:/`` URI."""
     if tracker._mlflow is None:
         return None
     mlflow = tracker._mlflow
@@ -56,7 +57,7 @@ def log_program(
     try:
         info = mlflow.pyfunc.log_model(
             name="model",
-            loader_module="scale.mlflow_model",
+            loader_module="scale.tracking.mlflow_model",
             data_path=str(path),
             model_config={"model": model},
             pip_requirements=[f"scale-dspy=={__version__}"],

@@ -15,9 +15,9 @@ from typing import Any
 
 import dspy
 
-from scale.optimizers.evaluate import Summary, bootstrap_ci
-from scale.optimizers.results import ResultRow
-from scale.plots import tradeoff_plot
+from scale.bench.plots import tradeoff_plot
+from scale.harness.evaluate import Summary, bootstrap_ci
+from scale.harness.results import ResultRow
 from scale.programs.io import atomic_write_text
 
 
@@ -37,7 +37,8 @@ def machine() -> dict[str, Any]:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    from scale import __version__, local
+    from scale import __version__
+    from scale.models import local
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -54,7 +55,7 @@ def machine() -> dict[str, Any]:
 
 def model_checksums(models: list[str]) -> dict[str, str | None]:
     """sha256 of each model's weights, when known (local models), for a report."""
-    from scale.packaged import model_sha256
+    from scale.models.packaged import model_sha256
 
     return {m: model_sha256(m) for m in dict.fromkeys(models)}
 

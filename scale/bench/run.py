@@ -2,7 +2,7 @@
 
 Voting is sampled once: the ``vote`` run draws ``k`` chains per problem in order, and
 vote@1..k, ``adaptive-vote`` at several confidences and ``esc`` at several windows are
-replayed from those samples (``scale.optimizers.replay``), as the peers evaluate them.
+replayed from those samples (``scale.harness.replay``), as the peers evaluate them.
 ``plain-cot`` is the reference outside DSPy: the prompt the model was trained with, sent
 straight to litellm, so the cost of any prompt format stays measured.
 """
@@ -18,18 +18,18 @@ from typing import Any
 import dspy
 import litellm
 
-from scale.lm import Usage, make_lm
-from scale.optimizers.evaluate import evaluate, summarize
-from scale.optimizers.replay import greedy_first, replay_rows
-from scale.optimizers.results import ResultRow, read_results
+from scale.bench.report import write_report
+from scale.grading.verify import extract_answer
+from scale.harness.evaluate import evaluate, summarize
+from scale.harness.replay import greedy_first, replay_rows
+from scale.harness.results import ResultRow, read_results
+from scale.models.lm import Usage, make_lm
 from scale.programs.base import clean_problem
 from scale.programs.io import fingerprint
 from scale.programs.records import Sample, Step
 from scale.programs.stopping import StopRule
-from scale.report import write_report
 from scale.signatures.solve import SolveProblem
 from scale.tracking import Tracker
-from scale.verify import extract_answer
 
 # method name -> ProgramSpec fields (plain-cot is built apart, tuned from --program)
 BENCH_METHODS: dict[str, dict[str, Any]] = {

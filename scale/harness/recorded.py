@@ -15,7 +15,8 @@ and count as served, not spent (no model ran: ``spent_tokens`` stays 0), and a r
 seconds are its calls' recorded seconds (so every method replayed is timed the way its
 calls were).
 
-Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``).
+Point ``SCALE_RECORDINGS`` at the benchmark folder (its ``cot.jsonl`` and ``vote.jsonl``),
+or call ``install(FOLDER)``; the ``scale`` CLI installs ``$SCALE_RECORDINGS``.
 
 A ``pot.jsonl`` there (or linked there) serves the program-aided calls too: a request to
 write a program gets the stored program back, and the sandbox runs it again; a request to
@@ -32,12 +33,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from scale.models import local
+from scale.models.local import RecordingError
+
 ENV = "SCALE_RECORDINGS"
 GREEDY_METHOD, SAMPLED_METHOD, PROGRAM_METHOD = "cot", "vote", "pot"
-
-
-class RecordingError(LookupError):
-    """A request the recordings cannot answer."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ def _check_sample(path: Path, row: str, sample: Any) -> None:
 
 
 def _load(path: Path) -> _Method:
-    from scale.adapter import make_adapter
-    from scale.optimizers.results import read_header, read_results
+    from scale.harness.results import read_header, read_results
+    from scale.models.adapter import make_adapter
     from scale.programs.profiles import SystemProfile
     from scale.programs.solve import Solver
 
@@ -237,9 +237,16 @@ _loaded: dict[Path, Recordings] = {}
 _lock = threading.Lock()
 
 
-def recordings() -> Recordings:
-    """The recordings ``$SCALE_RECORDINGS`` names (loaded once per process)."""
-    folder = os.environ.get(ENV)
+def install(folder: str | Path | None = None) -> None:
+    """Serve the recorded runtimes from ``folder`` (default: ``$SCALE_RECORDINGS`` when a
+    call first needs it), loaded once per process."""
+    local.serve_recordings(lambda: recordings(folder))
+
+
+def recordings(folder: str | Path | None = None) -> Recordings:
+    """The recordings of ``folder`` or of the one ``$SCALE_RECORDINGS`` names (loaded once
+    per process)."""
+    folder = folder or os.environ.get(ENV)
     if not folder:
         raise RecordingError(
             f"the recorded runtime answers from a benchmark folder: set {ENV}=DIR "

@@ -6,7 +6,7 @@ slow responses, empty and garbage content. Every request is logged with its arri
 a key identifying the call (retries of one call repeat its body) and the fault served, so a
 test can check retry counts and backoff spacing.
 
-Run: ``python -m scale.fakeserver --port 8009 --delay 0.2 --fault-rate 0.3``.
+Run: ``python -m scale.bench.fakeserver --port 8009 --delay 0.2 --fault-rate 0.3``.
 """
 
 from __future__ import annotations

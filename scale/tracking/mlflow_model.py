@@ -1,6 +1,6 @@
 """A tuned program as an MLflow model whose code is the installed package's, not the artifact's.
 
-``scale compile`` logs a program with ``loader_module="scale.mlflow_model"``: the artifact
+``scale compile`` logs a program with ``loader_module="scale.tracking.mlflow_model"``: the artifact
 holds data only (the program's JSON, validated on load as any program file, and a config
 naming the model), and loading imports this module from the installed ``scale-dspy``:
 
@@ -59,7 +59,7 @@ def load(
     """The program at ``ref`` (a program file, ``models:/NAME/VERSION`` or ``runs:/ID/model``)
     as a model; only its JSON is read. ``api_base``: the endpoint (None: litellm's default
     for the model's provider)."""
-    from scale import local
+    from scale.models import local
     from scale.programs import ProgramSpec
 
     if runtime:
@@ -76,7 +76,8 @@ def _load_pyfunc(data_path: str, model_config: dict | None = None) -> ScaleModel
     if ignored:
         warnings.warn(
             f"model config {', '.join(ignored)} ignored: a logged model cannot choose its "
-            "endpoint; pass api_base to scale.mlflow_model.load, or set it in the environment",
+            "endpoint; pass api_base to scale.tracking.mlflow_model.load, or set it in the "
+            "environment",
             stacklevel=2,
         )
     path = Path(data_path)

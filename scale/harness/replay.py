@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scale.optimizers.results import ResultRow
+from scale.grading.verify import is_equivalent
+from scale.harness.results import ResultRow
 from scale.programs.stopping import StopRule, majority
-from scale.verify import is_equivalent
 
 
 def stored_answers(row: ResultRow) -> list[dict]:

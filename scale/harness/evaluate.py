@@ -17,9 +17,9 @@ from typing import Any
 import dspy
 from tqdm import tqdm
 
-from scale import local
-from scale.optimizers.metrics import correctness
-from scale.optimizers.results import ResultRow, ResultsFile
+from scale.grading.metric import correctness
+from scale.harness.results import ResultRow, ResultsFile
+from scale.models import local
 from scale.programs.records import Fallback
 
 Metric = Callable[[dspy.Example, dspy.Prediction], float]

@@ -8,7 +8,7 @@ cache folder), loads a model in a child and generates one token there. A child k
 signal becomes a ``BuildCheckError`` that names the signal, the likely cause and the
 reinstall command; any other failure of the child is left to the real load to report.
 
-``python -m scale.buildcheck MODEL.gguf`` is the child: it prints llama.cpp's system info
+``python -m scale.models.buildcheck MODEL.gguf`` is the child: it prints llama.cpp's system info
 (the CPU features the build uses), then loads the model and generates one token.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scale.packaged import ModelError, cache_dir
+from scale.models.packaged import ModelError, cache_dir
 
 CHECK_SECONDS = 300.0  # a 1 GB model loads in seconds; a hung child is not a crash
 AVX2_FLAGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
@@ -113,7 +113,7 @@ def signal_name(returncode: int) -> str:
 
 def probe_command(model: Path) -> list[str]:
     """The child that loads ``model`` with the installed build and generates one token."""
-    return [sys.executable, "-m", "scale.buildcheck", str(model)]
+    return [sys.executable, "-m", "scale.models.buildcheck", str(model)]
 
 
 def run_probe(model: Path, library: Path) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def check_build(model: Callable[[], Path]) -> None:
 
 def probe_model(fallback: Callable[[], Path]) -> Path:
     """The tiny packaged model if installed, else ``fallback()``."""
-    from scale.packaged import PACKAGED_MODELS, packaged_status
+    from scale.models.packaged import PACKAGED_MODELS, packaged_status
 
     status = packaged_status(PACKAGED_MODELS["smollm2-135m"])
     return Path(status["path"]) if status["ready"] else fallback()

@@ -1,11 +1,11 @@
-"""Local models (``local/NAME``, see ``scale.packaged``) behind a litellm custom provider
+"""Local models (``local/NAME``, see ``scale.models.packaged``) behind a litellm custom provider
 named ``local``.
 
 Runtimes (``SCALE_LOCAL_RUNTIME`` or ``set_runtime``): ``inproc`` (the default) loads one
 ``Llama`` per model file in this process, shared by every LM that names it, with calls
 serialized by one lock because a llama.cpp context is not thread-safe; ``server`` runs the
-file behind a managed ``llama-server`` with parallel slots (``scale.llama_server``);
-``recorded`` runs no model and answers from a benchmark's stored rows (``scale.recorded``);
+file behind a managed ``llama-server`` with parallel slots (``scale.models.llama_server``);
+``recorded`` runs no model and answers from a benchmark's stored rows (``scale.harness.recorded``);
 ``recorded+inproc`` and ``recorded+server`` answer from them what they hold and run the model
 for the rest (e.g. more chains per problem than a bench drew: the stored ones are replayed).
 The runtime is part of each call's cache key (as its ``api_base``, ``local://RUNTIME``).
@@ -17,16 +17,17 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import litellm
 from litellm import CustomLLM
 from litellm.llms.custom_llm import CustomLLMError
 from litellm.utils import custom_llm_setup
 
-from scale.buildcheck import check_build, pip_install
-from scale.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, packaged_path
+from scale.models.buildcheck import check_build, pip_install
+from scale.models.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, packaged_path
 
 DEFAULT_N_CTX = 8192
 MODEL_RUNTIMES = ("inproc", "server")  # the runtimes that run a model
@@ -34,6 +35,26 @@ RECORDED = "recorded"
 RUNTIMES = (*MODEL_RUNTIMES, RECORDED, *(f"{RECORDED}+{r}" for r in MODEL_RUNTIMES))
 IN_PROCESS = ("inproc", f"{RECORDED}+inproc")  # the runtimes that load llama.cpp here
 _runtime: str | None = None
+
+
+class RecordingError(LookupError):
+    """A request the recordings cannot answer."""
+
+
+class RecordingStore(Protocol):
+    """Stored replies, by request: ``(response dict, seconds)`` or ``RecordingError``."""
+
+    def complete(self, model: str, messages: list, params: dict) -> tuple[dict, float]: ...
+
+
+_recordings: Callable[[], RecordingStore] | None = None
+
+
+def serve_recordings(source: Callable[[], RecordingStore] | None) -> None:
+    """Where the recorded runtimes find their replies: ``source()`` gives the store on each
+    call (it may load it on first use; a ``RecordingError`` it raises is the call's error)."""
+    global _recordings
+    _recordings = source
 
 
 def runtime_name() -> str:
@@ -192,10 +213,14 @@ class LlamaCppProvider(CustomLLM):
     ) -> tuple[dict, float] | None:
         """The stored reply to this request and its seconds; None when no row holds it and
         not ``strict``. Recordings that cannot be loaded fail either way."""
-        from scale.recorded import RecordingError, recordings
-
+        if _recordings is None:
+            raise CustomLLMError(
+                status_code=400,
+                message="recorded runtime: no recordings installed (the scale CLI installs "
+                "$SCALE_RECORDINGS; in Python call scale.harness.recorded.install(FOLDER))",
+            )
         try:
-            store = recordings()
+            store = _recordings()
         except RecordingError as exc:
             raise CustomLLMError(status_code=400, message=f"recorded runtime: {exc}") from None
         try:
@@ -224,7 +249,7 @@ class LlamaCppProvider(CustomLLM):
 
     @staticmethod
     def _on_server(path: Path, messages: list, params: dict, timeout: float) -> tuple[dict, float]:
-        from scale.llama_server import SERVERS, ServerError
+        from scale.models.llama_server import SERVERS, ServerError
 
         if "response_format" in params:  # llama-server takes the schema as json_schema
             params = dict(params)

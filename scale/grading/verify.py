@@ -306,10 +306,10 @@ class _Worker:
             ready = self._read_line(STARTUP_TIMEOUT)
         except (TimeoutError, EOFError) as exc:
             self.close()
-            raise RuntimeError("scale.verify worker failed to start") from exc
+            raise RuntimeError("scale.grading.verify worker failed to start") from exc
         if ready != b"ready":
             self.close()
-            raise RuntimeError(f"scale.verify worker sent {ready!r} instead of 'ready'")
+            raise RuntimeError(f"scale.grading.verify worker sent {ready!r} instead of 'ready'")
 
     def check(self, gold: str, predicted: str, timeout: float) -> bool:
         """Send one comparison; raises TimeoutError/EOFError/OSError on failure."""
@@ -328,7 +328,7 @@ class _Worker:
                 raise TimeoutError
             chunk = os.read(fd, 4096)
             if not chunk:
-                raise EOFError("scale.verify worker exited")
+                raise EOFError("scale.grading.verify worker exited")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line

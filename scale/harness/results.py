@@ -29,7 +29,7 @@ class ResultsFileError(ValueError):
 @dataclass
 class ResultRow:
     """One example's outcome: prediction, correctness, error (None when it ran), steps,
-    usage (``scale.lm.Usage`` as a dict) and wall seconds."""
+    usage (``scale.models.lm.Usage`` as a dict) and wall seconds."""
 
     id: str
     gold: str

@@ -18,8 +18,9 @@ from typing import Any
 import dspy
 import litellm
 
-from scale import buildcheck, local, packaged, router
-from scale.adapter import record_finish
+from scale.models import buildcheck, local, packaged
+from scale.models import pools as router
+from scale.models.adapter import record_finish
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
 
@@ -383,8 +384,8 @@ class AccountedLM(dspy.LM):
 
 
 def check_model(model: str, api_base: str | None = None) -> None:
-    """Raise ``scale.packaged.ModelError`` with a helpful sentence if ``model`` cannot name a model
-    (or is a local one given an ``api_base``)."""
+    """Raise ``scale.models.packaged.ModelError`` with a helpful sentence if ``model``
+    cannot name a model (or is a local one given an ``api_base``)."""
     if api_base and model.startswith(f"{local.PROVIDER}/"):
         raise packaged.ModelError(
             f"{model} runs locally; --api-base is for models served elsewhere (to use a "

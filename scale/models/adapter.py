@@ -14,7 +14,7 @@ import dspy
 from dspy.adapters.chat_adapter import field_header_pattern
 from dspy.utils.exceptions import AdapterParseError
 
-from scale.verify import extract_answer, last_boxed_span, strip_wrappers
+from scale.grading.verify import extract_answer, last_boxed_span, strip_wrappers
 
 _cut_at_max_tokens: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "cut_at_max_tokens", default=False

@@ -15,15 +15,14 @@ from typing import Any
 
 import dspy
 
-from scale.adapter import final_answer
-from scale.lm import track
-from scale.optimizers import ResultRow, Summary, summarize
-from scale.optimizers.evaluate import in_parallel
-from scale.optimizers.results import ResultsFile
+from scale.grading.verify import is_equivalent
+from scale.harness.evaluate import Summary, in_parallel, summarize
+from scale.harness.results import ResultRow, ResultsFile
+from scale.models.adapter import final_answer
+from scale.models.lm import track
 from scale.programs.budget import Allocation, BudgetPolicy, Draw
 from scale.programs.profiles import SystemProfile
 from scale.programs.solve import Solver
-from scale.verify import is_equivalent
 
 PROMPT_OVERHEAD = 512  # tokens of instructions and chat template, a bound
 JOURNAL_KEY = "scale_budget_draw"
