@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 import unicodedata
+from typing import TYPE_CHECKING
 
 import dspy
 
 from scale.models.lm import current_ledger, track
 from scale.programs.callbacks import callback
 from scale.programs.records import Fallback, Step
+
+if TYPE_CHECKING:
+    from scale.programs.profiles import SystemProfile
 
 MAX_PROBLEM_CHARS = 20_000
 
@@ -70,6 +74,11 @@ class MathProgram(dspy.Module):
         )
         pred.set_lm_usage(ledger.usage_by_model())  # what traces (MLflow's) report
         return pred
+
+    def profiles(self) -> list[SystemProfile]:
+        """The system profiles it calls models with (System 1's first, where it has one)."""
+        found = (getattr(self, "system1", None), getattr(self, "system2", None))
+        return [p for p in found if p is not None]
 
     def solve(self, problem: str) -> tuple[list[Step], list[str], list[Fallback]]:
         """Run the method; return its steps (the last one holds the answer), notes and

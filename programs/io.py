@@ -353,7 +353,6 @@ def fingerprint(program: dspy.Module) -> dict[str, Any]:
     import hashlib
 
     from scale import __version__
-    from scale.models import local
 
     state = program.dump_state()
     routing = state.pop("routing", None)
@@ -367,7 +366,7 @@ def fingerprint(program: dspy.Module) -> dict[str, Any]:
                 k: v for k, v in described.items() if k not in ("timeout", "retries", "api_base")
             }
             if profile.model.startswith("local/"):
-                systems[f"system{i}"]["runtime"] = local.runtime_name()
+                systems[f"system{i}"]["runtime"] = profile.runtime
     return {
         "method": program.method,
         "systems": systems,

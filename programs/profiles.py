@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import dspy
 
+from scale.models import local
 from scale.models.adapter import ADAPTERS, default_adapter, make_adapter
 from scale.models.lm import (
     DEFAULT_MODEL,
@@ -41,7 +42,9 @@ class SystemProfile:
     ``stop`` the rule: ``fixed``, ``adaptive`` at ``confidence``, ``window`` of ``window``)
     the adapter that renders prompts (None: native for ``local/`` models, DSPy's chat
     format otherwise), and whether greedy calls ask for token logprobs, kept with each
-    sample (``logprobs``: a recording of them then serves the confidence estimators)."""
+    sample (``logprobs``: a recording of them then serves the confidence estimators).
+    A ``local/`` model runs on ``runtime`` (None: the process default, resolved once here,
+    see ``scale.models.local``)."""
 
     model: str = DEFAULT_MODEL
     kind: Literal["direct", "brief", "reasoning", "program"] = "reasoning"
@@ -60,6 +63,7 @@ class SystemProfile:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    runtime: str | None = None
     _lm: AccountedLM | None = field(default=None, init=False, repr=False, compare=False)
 
     def makes_same_calls(self, other: SystemProfile) -> bool:
@@ -87,7 +91,11 @@ class SystemProfile:
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout}")
         _ = self.stop_rule  # raises on a bad samples, confidence or window
-        check_model(self.model, self.api_base)
+        if self.model.startswith(f"{local.PROVIDER}/"):
+            self.runtime = local.check_runtime(self.runtime or local.runtime_name())
+        elif self.runtime is not None:
+            raise ValueError(f"runtime is for local/ models; {self.model} is not one")
+        check_model(self.model, self.api_base, self.runtime)
 
     @property
     def stop_rule(self) -> StopRule:
@@ -110,6 +118,7 @@ class SystemProfile:
                 api_key=self.api_key,
                 timeout=self.timeout,
                 num_retries=self.retries,
+                runtime=self.runtime,
                 **extra,
             )
         return self._lm
@@ -129,8 +138,8 @@ class SystemProfile:
     def describe(self) -> dict[str, Any]:
         """The profile as plain data (for logs and saved programs); no key, and
         ``logprobs`` only when asked for (it changes no reply, and results files written
-        before it existed stay resumable)."""
-        left_out = ("api_key",) if self.logprobs else ("api_key", "logprobs")
+        before it existed stay resumable); no runtime (how it runs, not what it asks)."""
+        left_out = ("api_key", "runtime") if self.logprobs else ("api_key", "runtime", "logprobs")
         return {
             f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in left_out
         } | {"adapter": self.adapter_name}

@@ -118,6 +118,7 @@ class ProgramSpec:
     api_key: str | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    runtime: str | None = None  # of local/ models (None: the process default)
     estimator: str | None = None
     agreement_samples: int | None = None
     mode: str | None = None
@@ -213,8 +214,11 @@ class ProgramSpec:
             "timeout": self.timeout,
             "retries": self.retries,
         }
+        model = self.system_models[system - 1]
+        if model.startswith("local/"):
+            client["runtime"] = self.runtime
         build = system1 if system == 1 else system2
-        return build(self.system_models[system - 1], **client, **chosen)
+        return build(model, **client, **chosen)
 
 
 def build_program(method: str = "scale", **options: Any) -> MathProgram:

@@ -32,3 +32,45 @@ def test_old_paths_import_in_a_fresh_process_with_their_names() -> None:
 def test_an_unknown_module_is_still_an_import_error() -> None:
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("scale.no_such_module")
+
+
+def test_a_profile_resolves_its_runtime_once_when_built(monkeypatch) -> None:
+    from scale.models import local
+    from scale.models.lm import TINY_MODEL
+    from scale.programs import ProgramSpec
+    from scale.programs.io import fingerprint
+
+    monkeypatch.delenv("SCALE_LOCAL_RUNTIME", raising=False)
+    local.set_runtime(None)
+    program = ProgramSpec(method="cot", model=TINY_MODEL, runtime="recorded").build()
+    (profile,) = program.profiles()
+    try:
+        local.set_runtime("server")  # the process default moves; the built program does not
+        assert profile.runtime == "recorded"
+        assert profile.lm.kwargs["api_base"] == "local://recorded"
+        assert fingerprint(program)["systems"]["system2"]["runtime"] == "recorded"
+        assert "runtime" not in profile.describe()  # saved programs do not carry it
+        default = ProgramSpec(method="cot", model=TINY_MODEL).build().profiles()[0]
+        assert default.runtime == "server"  # none given: the default at build time
+    finally:
+        local.set_runtime(None)
+
+
+def test_a_runtime_is_for_local_models_only() -> None:
+    from scale.models.packaged import ModelError
+    from scale.programs import SystemProfile
+
+    with pytest.raises(ValueError, match="runtime is for local/ models"):
+        SystemProfile(model="openai/x", runtime="server")
+    with pytest.raises(ModelError, match="must be one of"):
+        SystemProfile(model="local/smollm2-135m", runtime="gpu")
+
+
+def test_the_recorded_runtime_needs_its_store_installed(monkeypatch) -> None:
+    from litellm.llms.custom_llm import CustomLLMError
+
+    from scale.models import local
+
+    monkeypatch.setattr(local, "_recordings", None)
+    with pytest.raises(CustomLLMError, match="no recordings installed"):
+        local.LlamaCppProvider._recorded("local/x", [], {}, strict=True)

@@ -110,8 +110,8 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_throughput(args: argparse.Namespace) -> int:
+    from scale.bench import throughput
     from scale.bench.report import machine
-    from scale.bench.run import throughput
     from scale.models import local
     from scale.programs.io import atomic_write_text
 
@@ -124,7 +124,6 @@ def run_throughput(args: argparse.Namespace) -> int:
     elif args.model:
         if not args.model.startswith("local/"):
             Parser(prog="scale throughput").error("--model must be a local/ model")
-        local.set_runtime(args.runtime)
         rows = throughput.generation(args.model, args.threads)
         extra = {"model": args.model, "runtime": local.runtime_name()}
     else:

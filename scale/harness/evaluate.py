@@ -20,6 +20,7 @@ from tqdm import tqdm
 from scale.grading.metric import correctness
 from scale.harness.results import ResultRow, ResultsFile
 from scale.models import local
+from scale.programs.base import MathProgram
 from scale.programs.records import Fallback
 
 Metric = Callable[[dspy.Example, dspy.Prediction], float]
@@ -48,7 +49,10 @@ def run_example(
         if not pred.answer and steps and Fallback.NO_ANSWER in steps[-1].fallbacks:
             row.error = UNUSABLE
     row.seconds = round(time.perf_counter() - started, 3)
-    if local.runtime_name().startswith(local.RECORDED) and row.usage:
+    runtimes = (
+        [p.runtime or "" for p in program.profiles()] if isinstance(program, MathProgram) else []
+    )
+    if any(r.startswith(local.RECORDED) for r in runtimes) and row.usage:
         # replayed (in part): the calls' recorded time, and the model time of any others
         row.seconds = row.usage.get("lm_seconds", 0.0)
     return row

@@ -96,7 +96,11 @@ def _load(path: Path) -> _Method:
         raise RecordingError(f"{path}: a recording must hold one system, found {len(systems)}")
     names = {f.name for f in fields(SystemProfile) if f.init}
     (system,) = systems.values()
-    profile = SystemProfile(**{k: v for k, v in system.items() if k in names})
+    # the profile renders the recorded requests; no model of it runs
+    chosen = {k: v for k, v in system.items() if k in names and k != "runtime"}
+    if str(chosen.get("model", "")).startswith(f"{local.PROVIDER}/"):
+        chosen["runtime"] = local.RECORDED
+    profile = SystemProfile(**chosen)
     samples = {}
     for row in read_results(path):
         # a row whose reply held no usable answer is an error row with its sample: replayed,

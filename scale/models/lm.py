@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -18,26 +17,16 @@ from typing import Any
 import dspy
 import litellm
 
-from scale.models import buildcheck, local, packaged
-from scale.models import pools as router
+from scale.models import buildcheck, local, packaged, patches, pools
 from scale.models.adapter import record_finish
+from scale.models.patches import usage_numbers
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
+patches.apply()
 
-
-class _NoTruncationWarning(logging.Filter):
-    """DSPy warns on every reply cut at max_tokens; the programs record those themselves
-    (``Fallback.NO_ANSWER``, the adapter's re-ask), so the warning is only noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "response was truncated" not in record.getMessage()
-
-
-logging.getLogger("dspy.clients.lm").addFilter(_NoTruncationWarning())
 
 DEFAULT_MODEL = "local/qwen2.5-coder-1.5b"
 TINY_MODEL = "local/smollm2-135m"
-MAX_RETRY_WAIT = 60.0  # seconds between retries at most, whatever Retry-After asks
 DEFAULT_TIMEOUT = 300.0  # seconds one LM call may take
 DEFAULT_RETRIES = 3
 
@@ -187,143 +176,6 @@ def label(
         _label.reset(token)
 
 
-def _usage_numbers(usage: Any) -> tuple[int, int]:
-    if usage is None:
-        return 0, 0
-    get = usage.get if isinstance(usage, dict) else lambda k, d=None: getattr(usage, k, d)
-    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
-
-
-def _keep_cached_usage() -> None:
-    """DSPy clears ``usage`` on responses served from its cache; keep the original numbers
-    in ``_hidden_params`` so a cache hit is still counted at what the call cost."""
-    from dspy.clients.cache import Cache
-
-    original = Cache._prepare_cached_response
-    if getattr(original, "_keeps_usage", False):
-        return
-
-    def prepare(self: Cache, response: Any) -> Any:
-        usage = getattr(response, "usage", None)
-        prepared = original(self, response)
-        hidden = getattr(prepared, "_hidden_params", None)
-        if usage and isinstance(hidden, dict):
-            prepared._hidden_params = {**hidden, "cached_usage": _usage_numbers(usage)}
-        return prepared
-
-    prepare._keeps_usage = True  # type: ignore[attr-defined]
-    Cache._prepare_cached_response = prepare
-
-
-_keep_cached_usage()
-
-
-def _cap_retry_wait() -> None:
-    """DSPy waits as long as a server's Retry-After asks before retrying; a server asking
-    for an hour (or a far-off HTTP date) would stall the run. Every wait is capped at
-    ``MAX_RETRY_WAIT``, DSPy's own longest backoff step."""
-    from dspy.clients import execution
-
-    original = execution._delay
-    if getattr(original, "_capped", False):
-        return
-
-    def delay(exc: Exception, attempt: int) -> float:
-        return min(original(exc, attempt), MAX_RETRY_WAIT)
-
-    delay._capped = True  # type: ignore[attr-defined]
-    execution._delay = delay
-
-
-_cap_retry_wait()
-
-
-MAX_ABANDONED = 8  # requests past their deadline that may still run at the backend
-_abandoned = {"n": 0}
-_abandoned_lock = threading.Lock()
-
-
-def _bound_calls() -> None:
-    """litellm's ``timeout`` bounds each read, so a server sending a byte every few
-    seconds could hold a call forever. Each attempt DSPy makes through litellm is given a
-    wall-clock deadline of its ``timeout``: past it the attempt fails as a timeout (and is
-    retried like one) while the abandoned request ends in a daemon thread. At most
-    ``MAX_ABANDONED`` abandoned requests may still be running: past that, a new attempt
-    fails at once instead of piling more requests onto a backend that does not answer."""
-    from dspy.clients import lm as lm_module
-
-    original = lm_module.litellm_completion
-    if getattr(original, "_bounded", False):
-        return
-
-    def completion(request: dict[str, Any], num_retries: int, cache: Any = None) -> Any:
-        timeout = request.get("timeout")
-        if not timeout or request.get("stream"):
-            return original(request=request, num_retries=num_retries, cache=cache)
-        with _abandoned_lock:
-            running = _abandoned["n"]
-        if running >= MAX_ABANDONED:
-            raise litellm.exceptions.Timeout(
-                message=f"{running} earlier requests past their deadline are still running "
-                "at the backend: not sending another",
-                model=str(request.get("model")),
-                llm_provider="scale",
-            )
-        box: dict[str, Any] = {}
-        state = {"abandoned": False}
-        context = contextvars.copy_context()
-
-        def call() -> None:
-            try:
-                box["value"] = context.run(
-                    original, request=request, num_retries=num_retries, cache=cache
-                )
-            except BaseException as exc:  # handed to the caller
-                box["error"] = exc
-            finally:
-                with _abandoned_lock:
-                    state["done"] = True
-                    if state["abandoned"]:
-                        _abandoned["n"] -= 1
-
-        worker = threading.Thread(target=call, daemon=True, name="scale-lm-call")
-        worker.start()
-        worker.join(float(timeout))
-        with _abandoned_lock:
-            late = not state.get("done")
-            if late:
-                state["abandoned"] = True
-                _abandoned["n"] += 1
-        if late:
-            raise litellm.exceptions.Timeout(
-                message=f"no complete reply within the {timeout:g} s deadline",
-                model=str(request.get("model")),
-                llm_provider="scale",
-            )
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    completion._bounded = True  # type: ignore[attr-defined]
-    lm_module.litellm_completion = completion
-
-
-_bound_calls()
-
-
-def _key_cache_on_endpoint() -> None:
-    """DSPy leaves ``api_base`` out of its cache keys, so the same model string served by
-    two servers (or two quantizations behind one name) would share answers. The endpoint
-    is made part of every key; the API key and the timeout (which change no answer) stay
-    out."""
-    from dspy.clients import execution
-
-    execution.IGNORED_CACHE_KEYS[:] = ["api_key", "timeout"]
-
-
-_key_cache_on_endpoint()
-
-
 class CallCancelled(RuntimeError):
     """The work this call belonged to was cancelled (``cancellable``): no call is made."""
 
@@ -361,7 +213,7 @@ class AccountedLM(dspy.LM):
         ledger = _ledger.get()
         if ledger is None:
             return
-        prompt, completion = _usage_numbers(entry.get("usage"))
+        prompt, completion = usage_numbers(entry.get("usage"))
         hidden = getattr(response, "_hidden_params", None) or {}
         hit = "cached_usage" in hidden  # from DSPy's cache: the original usage, no model time
         if hit:
@@ -383,7 +235,7 @@ class AccountedLM(dspy.LM):
         )
 
 
-def check_model(model: str, api_base: str | None = None) -> None:
+def check_model(model: str, api_base: str | None = None, runtime: str | None = None) -> None:
     """Raise ``scale.models.packaged.ModelError`` with a helpful sentence if ``model``
     cannot name a model (or is a local one given an ``api_base``)."""
     if api_base and model.startswith(f"{local.PROVIDER}/"):
@@ -391,8 +243,8 @@ def check_model(model: str, api_base: str | None = None) -> None:
             f"{model} runs locally; --api-base is for models served elsewhere (to use a "
             "server of your own, name it as openai/MODEL with --api-base URL)"
         )
-    if model.startswith(f"{router.PROVIDER}/"):
-        router.POOLS.check(model)
+    if model.startswith(f"{pools.PROVIDER}/"):
+        pools.POOLS.check(model)
         return
     if not model or "/" not in model:
         raise packaged.ModelError(
@@ -400,7 +252,8 @@ def check_model(model: str, api_base: str | None = None) -> None:
             "ollama_chat/qwen3"
         )
     if model.startswith(f"{local.PROVIDER}/"):
-        if local.runtime_name() == local.RECORDED:
+        runtime = runtime or local.runtime_name()
+        if runtime == local.RECORDED:
             return  # no model runs: the recordings check the name on each call
         name = model.removeprefix(f"{local.PROVIDER}/")
         shipped = packaged.PACKAGED_MODELS.get(name)
@@ -409,7 +262,7 @@ def check_model(model: str, api_base: str | None = None) -> None:
                 packaged.packaged_path(shipped)  # raises with the install command
         elif not (name.startswith("hf:") and name.endswith(".gguf")):  # hf: downloads on use
             local.resolve(name)  # a .gguf path must exist; other names raise with the accepted ones
-        if local.runtime_name() in local.IN_PROCESS:
+        if runtime in local.IN_PROCESS:
             buildcheck.check_build(lambda: local.resolve(name))
         return
     try:
@@ -430,6 +283,7 @@ def make_lm(
     timeout: float = DEFAULT_TIMEOUT,
     num_retries: int = DEFAULT_RETRIES,
     cache: bool = True,
+    runtime: str | None = None,
     **kwargs: Any,
 ) -> AccountedLM:
     """A ``dspy.LM`` for any litellm model string or a ``local/...`` llama.cpp model.
@@ -438,20 +292,21 @@ def make_lm(
     OpenAI-compatible server (vLLM, llama.cpp's server, Ollama); a dummy key is used if none
     is given. Each attempt has a wall-clock deadline of ``timeout`` seconds; calls that fail
     transiently are retried ``num_retries`` times with backoff. The endpoint (``api_base``;
-    ``local://RUNTIME`` for local models) is part of the cache key.
+    ``local://RUNTIME`` for local models, ``runtime`` or the process default) is part of
+    the cache key.
     """
-    check_model(model, api_base)
+    check_model(model, api_base, runtime)
     client: dict[str, Any] = {}
     if model.startswith(f"{local.PROVIDER}/"):
-        runtime = local.runtime_name()
+        runtime = local.check_runtime(runtime or local.runtime_name())
         if runtime != local.RECORDED:
             local.resolve(model.removeprefix(f"{local.PROVIDER}/"))  # fail (or assemble) now
         local.register()
         client = {"api_base": f"local://{runtime}"}
         # a recorded call costs nothing to repeat and carries its recorded time: no cache
         cache = cache and not runtime.startswith(local.RECORDED)
-    elif model.startswith(f"{router.PROVIDER}/"):
-        client = {"api_base": f"router://{router.POOLS.digest}"}
+    elif model.startswith(f"{pools.PROVIDER}/"):
+        client = {"api_base": f"router://{pools.POOLS.digest}"}
     elif api_base:
         client = {"api_base": api_base, "api_key": api_key or "not-needed"}
     elif api_key:

@@ -58,20 +58,26 @@ def serve_recordings(source: Callable[[], RecordingStore] | None) -> None:
 
 
 def runtime_name() -> str:
-    """The local runtime in use: ``set_runtime``'s choice, else ``$SCALE_LOCAL_RUNTIME``,
-    else ``inproc``."""
+    """The process default local runtime (a profile or LM built without one uses it):
+    ``set_runtime``'s choice, else ``$SCALE_LOCAL_RUNTIME``, else ``inproc``."""
     name = _runtime or os.environ.get("SCALE_LOCAL_RUNTIME") or "inproc"
     if name not in RUNTIMES:
         raise ModelError(f"SCALE_LOCAL_RUNTIME must be one of {', '.join(RUNTIMES)}, got {name!r}")
     return name
 
 
-def set_runtime(name: str | None) -> None:
-    """Choose the local runtime for LMs built from now on (None: back to the default)."""
-    global _runtime
-    if name is not None and name not in RUNTIMES:
+def check_runtime(name: str) -> str:
+    """``name`` if it is a local runtime, else a ``ModelError`` naming the choices."""
+    if name not in RUNTIMES:
         raise ModelError(f"the local runtime must be one of {', '.join(RUNTIMES)}, got {name!r}")
-    _runtime = name
+    return name
+
+
+def set_runtime(name: str | None) -> None:
+    """Set the process default runtime (None: back to ``$SCALE_LOCAL_RUNTIME`` / inproc);
+    the CLI's process setup does, from ``--runtime``."""
+    global _runtime
+    _runtime = None if name is None else check_runtime(name)
 
 
 _resolved: dict[str, Path] = {}

@@ -59,12 +59,9 @@ def load(
     """The program at ``ref`` (a program file, ``models:/NAME/VERSION`` or ``runs:/ID/model``)
     as a model; only its JSON is read. ``api_base``: the endpoint (None: litellm's default
     for the model's provider)."""
-    from scale.models import local
     from scale.programs import ProgramSpec
 
-    if runtime:
-        local.set_runtime(runtime)
-    options = {"model": model, "adapter": adapter, "api_base": api_base}
+    options = {"model": model, "adapter": adapter, "api_base": api_base, "runtime": runtime}
     spec = ProgramSpec(program=str(ref), **{k: v for k, v in options.items() if v})
     return ScaleModel(spec.build())
 
