@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import math
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 UNKNOWN_FRACTION = 0.5  # mean of 0.d when the logprobs do not show the digit after "0."
 TAIL_SHARE = 0.1  # the lowest window covers this share of the reply's tokens
 MIN_WINDOW = 4
 _LIST_MARKER = re.compile(r"(?m)^[ \t]*\d+[.)](?=\s)")
+
+
+def logprob_content(pred: Any) -> list[dict] | None:
+    """A prediction's OpenAI-style ``logprobs.content`` entries (one per chosen token), or
+    None when it carries none."""
+    logprobs = getattr(pred, "logprobs", None)
+    if hasattr(logprobs, "model_dump"):
+        logprobs = logprobs.model_dump()
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return content or None
 
 
 def _alternatives(entry: dict) -> dict[str, float]:

@@ -8,6 +8,7 @@ from dspy.utils.exceptions import AdapterParseError
 from scale.grading.verify import extract_answer
 from scale.models.adapter import extract_program
 from scale.models.lm import current_ledger, label
+from scale.programs.logprobs import logprob_content
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Sample
 from scale.programs.stopping import StopRule, majority
@@ -29,10 +30,7 @@ def _answer_in_unparsed(raw: str) -> str:
 
 def _token_logprobs(pred: dspy.Prediction) -> list[tuple[str, float]] | None:
     """The chosen tokens and their logprobs, from OpenAI-style ``logprobs.content``."""
-    logprobs = getattr(pred, "logprobs", None)
-    if hasattr(logprobs, "model_dump"):
-        logprobs = logprobs.model_dump()
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    content = logprob_content(pred)
     if not content:
         return None
     return [(str(e.get("token", "")), float(e["logprob"])) for e in content if "logprob" in e]

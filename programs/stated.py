@@ -12,7 +12,7 @@ from dspy.utils.exceptions import AdapterParseError
 
 from scale.models.lm import label
 from scale.programs.evidence import Estimator, Evidence
-from scale.programs.logprobs import expected_scores
+from scale.programs.logprobs import expected_scores, logprob_content
 from scale.programs.profiles import SystemProfile
 from scale.programs.records import Fallback, Rating, Step
 from scale.signatures import AssessDifficulties, AssessDifficulty
@@ -142,10 +142,7 @@ class Stated(Estimator):
 
 def _expected(pred: dspy.Prediction) -> list[float] | None:
     """Expected scores from the prediction's token logprobs, or None if it has none."""
-    logprobs = getattr(pred, "logprobs", None)
-    if hasattr(logprobs, "model_dump"):
-        logprobs = logprobs.model_dump()
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    content = logprob_content(pred)
     if not content:
         return None
     text = "".join(entry["token"] for entry in content)
