@@ -34,7 +34,7 @@ import dspy
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from scale.models.lm import cancellable
+from scale.models.patches import cancellable
 from scale.programs import MathProgram, ProgressCallback, reporting_to
 from scale.programs.base import MAX_PROBLEM_CHARS, ProblemError, clean_problem
 

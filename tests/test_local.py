@@ -11,11 +11,13 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from scale.models import local
 from scale.models.lm import TINY_MODEL, make_lm, track
+from scale.models.patches import cancellable
 
 pytestmark = pytest.mark.local_model
 
@@ -188,6 +190,70 @@ def test_a_crashed_server_is_restarted_once_and_the_call_in_flight_fails(monkeyp
     with pytest.raises(ServerError, match="crashed again"):
         server.complete(messages, {"max_tokens": 2}, timeout=60)  # only one restart
     server.stop()
+
+
+def _long_call(lm, cancel: threading.Event, outcome: dict) -> threading.Thread:
+    def run() -> None:
+        with cancellable(cancel):
+            try:
+                outcome["reply"] = lm("Write the numbers from 1 to 1000, one per line.")
+            except Exception as exc:
+                outcome["error"] = exc
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    return caller
+
+
+def test_a_cancelled_call_closes_its_request_and_the_server_stops_generating(monkeypatch):
+    """Cancel reaches llama-server: the caller gets the cancellation at once, the call's
+    socket is shut, and the server cancels the task instead of generating 3,000 tokens."""
+    from scale.models.llama_server import SERVERS
+
+    monkeypatch.setenv("SCALE_LOCAL_RUNTIME", "server")
+    monkeypatch.setattr(local, "_PASSED", (*local._PASSED, "ignore_eos"))
+    make_lm(TINY_MODEL, max_tokens=2, cache=False)("hi")
+    server = SERVERS.get(local.resolve(TINY_MODEL.removeprefix("local/")), n_ctx=0)
+    logged = server.log_path.read_text().count("cancel task")
+    lm = make_lm(TINY_MODEL, max_tokens=3000, cache=False, timeout=300, ignore_eos=True)
+    cancel, outcome = threading.Event(), {}
+    caller = _long_call(lm, cancel, outcome)
+    time.sleep(3)  # generating
+    cancel.set()
+    caller.join(10)
+    assert not caller.is_alive() and "cancelled" in str(outcome.get("error")), outcome
+    # llama-server looks at a closed connection after 1 s without a result
+    deadline = time.monotonic() + 30
+    while server.log_path.read_text().count("cancel task") == logged:
+        assert time.monotonic() < deadline, "llama-server kept generating for a closed request"
+        time.sleep(0.5)
+    with urllib.request.urlopen(f"{server.url}/slots", timeout=10) as reply:
+        assert not any(slot["is_processing"] for slot in json.load(reply))
+
+
+def test_a_cancelled_in_process_call_stops_at_its_next_token(monkeypatch):
+    """The in-process runtime has no socket to shut: an abandoned generation (3,000 tokens,
+    over 40 s on the tiny model here) is ended at its next token."""
+    monkeypatch.setenv("SCALE_LOCAL_RUNTIME", "inproc")
+    generated = []
+    run = local.LlamaCppProvider._in_process
+
+    def counted(path, messages, params):
+        result, seconds = run(path, messages, params)
+        generated.append(result["usage"]["completion_tokens"])
+        return result, seconds
+
+    monkeypatch.setattr(local.LlamaCppProvider, "_in_process", staticmethod(counted))
+    make_lm(TINY_MODEL, max_tokens=2, cache=False)("hi")
+    lm = make_lm(TINY_MODEL, max_tokens=3000, cache=False, timeout=300)
+    cancel, outcome = threading.Event(), {}
+    caller = _long_call(lm, cancel, outcome)
+    time.sleep(2)
+    cancel.set()
+    caller.join(10)
+    assert not caller.is_alive() and "cancelled" in str(outcome.get("error")), outcome
+    make_lm(TINY_MODEL, max_tokens=2, cache=False)("hi")  # after the abandoned one: the lock
+    assert len(generated) == 3 and generated[1] < 1000, generated
 
 
 def test_crosscheck_preset_runs_the_models_program_in_the_sandbox():

@@ -12,7 +12,7 @@ from scale.cli import main
 from scale.harness.recorded import RecordingError, Recordings
 from scale.harness.results import ResultRow, read_header, read_results
 from scale.models import local
-from scale.models.lm import TINY_MODEL
+from scale.models.lm import TINY_MODEL, make_lm
 from scale.programs import ProgramSpec
 from scale.programs.io import fingerprint
 
@@ -343,6 +343,11 @@ def test_the_crosscheck_preset_replays_programs_and_their_corrections(recorded, 
         ({"seconds": float("inf")}, "finite duration"),
         ({"answer": "7}"}, "unbalanced braces"),
         ({"answer": 7}, "text answer"),
+        ({"logprobs": [[1, 2, 3]]}, "logprobs must be"),
+        ({"logprobs": [["x", "-0.5"]]}, "logprobs must be"),
+        ({"logprobs": [["x", float("nan")]]}, "logprobs must be"),
+        ({"programs": [5]}, "programs must be"),
+        ({"programs": "print(1)"}, "programs must be"),
     ],
 )
 def test_tampered_recordings_are_refused(recorded, change, message):
@@ -350,3 +355,27 @@ def test_tampered_recordings_are_refused(recorded, change, message):
     write_method(folder, "cot", lambda greedy, votes: [sample(greedy, None) | change])
     with pytest.raises(RecordingError, match=message):
         Recordings(folder)
+
+
+@pytest.mark.parametrize(
+    "served",
+    [
+        pytest.param(lambda: 1 / 0, id="the store raises"),
+        pytest.param(lambda: ({"choices": []}, 0.0), id="a reply with no choice"),
+    ],
+)
+def test_a_recording_that_fails_when_served_fails_once_unretried(monkeypatch, served):
+    """Not a transport error: litellm would retry any exception as a connection error."""
+    calls = []
+
+    class Broken:
+        def complete(self, model, messages, params):
+            calls.append(model)
+            return served()
+
+    monkeypatch.setattr(local, "_recordings", Broken)
+    lm = make_lm(TINY_MODEL, runtime=local.RECORDED, num_retries=3)
+    with pytest.raises(Exception, match="malformed") as raised:
+        lm("What is 3 + 4?")
+    assert calls == [TINY_MODEL]
+    assert "Connection" not in type(raised.value).__name__

@@ -162,6 +162,63 @@ def test_abandoned_requests_do_not_pile_up_at_a_backend_that_hangs(monkeypatch):
     assert sent == 3
 
 
+def cancelled_call(scripted, closable: bool) -> tuple[dict[str, Any], threading.Event]:
+    """A call whose reply waits (up to 10 s) to be released, cancelled 0.3 s in; a closable
+    one registers its release as its request's ``on_abandon`` hook, as the local runtimes
+    do."""
+    released = threading.Event()
+
+    def reply(prompt: str, params: dict) -> str:
+        if closable:
+            scale.models.patches.on_abandon(released.set)
+        released.wait(10)
+        return "[[ ## answer ## ]]\n42"
+
+    scripted.rules.append((".*", reply))
+    lm = make_lm("scripted/slow", timeout=30, num_retries=2, cache=False)
+    cancel = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        with scale.models.patches.cancellable(cancel):
+            try:
+                outcome["reply"] = lm("What is 6*7?")
+                outcome["next"] = lm("And 6*8?")
+            except Exception as exc:
+                outcome["error"] = exc
+        outcome["at"] = time.monotonic()
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    time.sleep(0.3)
+    cancel.set()
+    outcome["cancelled_at"] = time.monotonic()
+    if not closable:
+        time.sleep(0.5)
+        outcome["waiting"] = caller.is_alive()
+        released.set()
+    caller.join(15)
+    return outcome, released
+
+
+def test_a_cancel_closes_a_closable_call_in_flight_at_once(scripted):
+    outcome, released = cancelled_call(scripted, closable=True)
+    assert released.is_set()  # the hook ran: the request was closed
+    assert "reply" not in outcome and "cancelled" in str(outcome["error"])
+    assert outcome["at"] - outcome["cancelled_at"] < 5  # not the reply's 10 s
+    assert len(scripted.calls) == 1  # neither retried nor followed by another call
+
+
+def test_a_cancel_lets_a_call_it_cannot_close_finish_and_sends_no_other(scripted):
+    """A remote request cannot be closed: its work still runs, so the caller (and a serve
+    slot) waits for it; the program's next call is not sent."""
+    outcome, _ = cancelled_call(scripted, closable=False)
+    assert outcome["waiting"]
+    assert "42" in outcome["reply"][0] and "next" not in outcome
+    assert isinstance(outcome["error"], scale.models.patches.CallCancelled)
+    assert len(scripted.calls) == 1
+
+
 def test_unparseable_replies_fall_back_to_json_then_to_the_raw_text():
     plan = FaultPlan(script=("empty", None, "garbage", "garbage"))
     with FakeServer(faults=plan) as server:

@@ -27,6 +27,7 @@ served with its first call, and its correction is served at no cost.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass, fields
@@ -75,6 +76,12 @@ def _check_sample(path: Path, row: str, sample: Any) -> None:
     seconds = sample.get("seconds", 0.0)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e7:
         raise RecordingError(f"{where}: seconds must be a finite duration, got {seconds!r}")
+    tokens = sample.get("logprobs") or []
+    if not isinstance(tokens, list) or not all(_is_token_logprob(t) for t in tokens):
+        raise RecordingError(f"{where}: logprobs must be [token, finite logprob] pairs")
+    programs = sample.get("programs") or []
+    if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
+        raise RecordingError(f"{where}: programs must be a list of program texts")
     answer = sample.get("answer", "")
     depth = 0
     for char in answer:  # served inside \boxed{}: its braces must balance to read back
@@ -83,6 +90,14 @@ def _check_sample(path: Path, row: str, sample: Any) -> None:
             break
     if depth != 0:
         raise RecordingError(f"{where}: the answer {answer[:40]!r} has unbalanced braces")
+
+
+def _is_token_logprob(pair: Any) -> bool:
+    if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
+        return False
+    logprob = pair[1]
+    number = isinstance(logprob, (int, float)) and not isinstance(logprob, bool)
+    return number and math.isfinite(logprob) and logprob <= 0
 
 
 def _load(path: Path) -> _Method:

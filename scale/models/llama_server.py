@@ -31,12 +31,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from scale.models.patches import on_abandon
+
 STARTUP_SECONDS = 180.0
 DEFAULT_SLOTS = 4
 
 
 class ServerError(RuntimeError):
     """The local server cannot be started or did not answer; the message says why."""
+
+
+class _Abandoned(ServerError):
+    """A request closed because the call it served was abandoned (no one reads its reply)."""
 
 
 def binary() -> Path:
@@ -186,13 +192,28 @@ class ManagedServer:
     def _request(
         self, method: str, path: str, body: dict | None, timeout: float
     ) -> tuple[int, dict]:
+        """One HTTP exchange; if the model call it serves is abandoned (past its deadline
+        or cancelled), its socket is shut so the server stops the work (``_Abandoned``)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        abandoned = threading.Event()
         try:
+            connection.connect()
+            sock = connection.sock
+
+            def close() -> None:
+                abandoned.set()
+                sock.shutdown(socket.SHUT_RDWR)
+
+            on_abandon(close)
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if payload else {}
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            if abandoned.is_set():
+                raise _Abandoned(f"{method} {path}: closed, the call was abandoned") from exc
+            raise
         finally:
             connection.close()
         try:

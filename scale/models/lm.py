@@ -19,7 +19,7 @@ import litellm
 
 from scale.models import buildcheck, local, packaged, patches, pools
 from scale.models.adapter import record_finish
-from scale.models.patches import usage_numbers
+from scale.models.patches import check_cancelled, usage_numbers
 
 litellm.suppress_debug_info = True  # errors are reported once, by us
 patches.apply()
@@ -176,34 +176,12 @@ def label(
         _label.reset(token)
 
 
-class CallCancelled(RuntimeError):
-    """The work this call belonged to was cancelled (``cancellable``): no call is made."""
-
-
-_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "scale_cancel", default=None
-)
-
-
-@contextlib.contextmanager
-def cancellable(event: threading.Event) -> Iterator[None]:
-    """Inside the block, once ``event`` is set every further model call raises
-    ``CallCancelled`` before it is sent (a call in flight finishes)."""
-    token = _cancel.set(event)
-    try:
-        yield
-    finally:
-        _cancel.reset(token)
-
-
 class AccountedLM(dspy.LM):
     """A ``dspy.LM`` whose finished calls land in the active ``Ledger``, and which makes no
-    call once its work is cancelled."""
+    call once its work is cancelled (``cancellable``)."""
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        event = _cancel.get()
-        if event is not None and event.is_set():
-            raise CallCancelled("the request was cancelled: no further model calls")
+        check_cancelled()
         return super().forward(*args, **kwargs)
 
     def update_history(self, entry: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from litellm.utils import custom_llm_setup
 
 from scale.models.buildcheck import check_build, pip_install
 from scale.models.packaged import PACKAGED_MODELS, PROVIDER, ModelError, hub_path, packaged_path
+from scale.models.patches import on_abandon
 
 DEFAULT_N_CTX = 8192
 MODEL_RUNTIMES = ("inproc", "server")  # the runtimes that run a model
@@ -194,12 +195,8 @@ class LlamaCppProvider(CustomLLM):
             params["logprobs"] = True
         runtime = (api_base or "").removeprefix("local://")
         if runtime.startswith(RECORDED):
-            stored = self._recorded(
-                f"{PROVIDER}/{name}", messages, params, strict=runtime == RECORDED
-            )
-            if stored is not None:
-                response = _response(model, *stored)
-                response._hidden_params["recorded"] = True  # counted as served, not spent
+            response = self._recorded(model, messages, params, strict=runtime == RECORDED)
+            if response is not None:
                 return response
             runtime = runtime.removeprefix(f"{RECORDED}+")  # not recorded: the model runs
         try:
@@ -216,9 +213,10 @@ class LlamaCppProvider(CustomLLM):
     @staticmethod
     def _recorded(
         model: str, messages: list, params: dict, *, strict: bool
-    ) -> tuple[dict, float] | None:
-        """The stored reply to this request and its seconds; None when no row holds it and
-        not ``strict``. Recordings that cannot be loaded fail either way."""
+    ) -> litellm.ModelResponse | None:
+        """The stored reply to this request; None when no row holds it and not ``strict``.
+        Recordings that cannot be loaded or served fail either way, as a request error (400):
+        litellm would retry any other exception as a connection error."""
         if _recordings is None:
             raise CustomLLMError(
                 status_code=400,
@@ -230,23 +228,57 @@ class LlamaCppProvider(CustomLLM):
         except RecordingError as exc:
             raise CustomLLMError(status_code=400, message=f"recorded runtime: {exc}") from None
         try:
-            return store.complete(model, messages, params)
+            qualified = f"{PROVIDER}/{model.removeprefix(f'{PROVIDER}/')}"
+            result, seconds = store.complete(qualified, messages, params)
         except RecordingError as exc:
             if strict:
                 raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
             return None
+        except Exception as exc:
+            raise CustomLLMError(
+                status_code=400, message=f"recorded runtime: a malformed recording: {exc!r}"
+            ) from None
+        try:
+            response = _response(model, result, seconds)
+        except Exception as exc:
+            raise CustomLLMError(
+                status_code=400, message=f"recorded runtime: a malformed stored reply: {exc!r}"
+            ) from None
+        response._hidden_params["recorded"] = True  # counted as served, not spent
+        return response
 
     @staticmethod
     def _in_process(path: Path, messages: list, params: dict) -> tuple[dict, float]:
+        """One completion by the in-process model; an abandoned call (past its deadline or
+        cancelled) stops at its next token, or before it starts."""
+        from llama_cpp import LogitsProcessorList
+
         want_logprobs = bool(params.get("logprobs"))
+        abandoned = threading.Event()
+        on_abandon(abandoned.set)
         with RUNTIME.lock:
+            if abandoned.is_set():
+                raise CustomLLMError(status_code=499, message="the call was abandoned")
             started = time.perf_counter()  # after the lock: queueing is not model time
             try:
                 llm = RUNTIME.get(path, logits_all=want_logprobs)
             except ModelError as exc:
                 raise CustomLLMError(status_code=500, message=str(exc)) from None
+            eos = llm.token_eos()
+
+            def end_if_abandoned(_ids: Any, scores: Any) -> Any:
+                if abandoned.is_set():  # only the end-of-text token may follow
+                    kept = scores[eos]
+                    scores[:] = -float("inf")
+                    scores[eos] = kept
+                return scores
+
             try:
-                result = llm.create_chat_completion(messages=messages, **params)
+                result = llm.create_chat_completion(
+                    messages=messages,
+                    logits_processor=LogitsProcessorList([end_if_abandoned]),
+                    **params,
+                )
             except Exception as exc:
                 raise CustomLLMError(
                     status_code=500, message=f"llama.cpp failed: {type(exc).__name__}: {exc}"

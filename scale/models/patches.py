@@ -6,18 +6,23 @@ gone, and warns once on a DSPy outside the tested series:
 
 - a cache hit keeps the token counts of the original call (``_keep_cached_usage``);
 - a server's Retry-After is capped at ``MAX_RETRY_WAIT`` (``_cap_retry_wait``);
-- each attempt gets a wall-clock deadline, with at most ``MAX_ABANDONED`` requests past it
-  still running (``_bound_calls``);
+- each attempt gets a wall-clock deadline and is abandoned past it or once cancelled
+  (``cancellable``), its request closed where the runtime can (``on_abandon``), with at
+  most ``MAX_ABANDONED`` abandoned requests still running (``_bound_calls``);
 - the endpoint (``api_base``) is part of the cache key (``_key_cache_on_endpoint``);
 - DSPy's warning on every reply cut at max_tokens is silenced (``_NoTruncationWarning``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import math
 import threading
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dspy
@@ -25,6 +30,7 @@ import litellm
 
 TESTED_DSPY = "3.4."
 MAX_RETRY_WAIT = 60.0  # seconds between retries at most, whatever Retry-After asks
+CANCEL_POLL_SECONDS = 0.05  # how often a call in flight looks at its cancel event
 
 
 class _NoTruncationWarning(logging.Filter):
@@ -81,16 +87,103 @@ def _cap_retry_wait() -> None:
     execution._delay = delay
 
 
+class CallCancelled(RuntimeError):
+    """The work this call belonged to was cancelled (``cancellable``)."""
+
+
+_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "scale_cancel", default=None
+)
+
+
+@contextlib.contextmanager
+def cancellable(event: threading.Event) -> Iterator[None]:
+    """Inside the block, once ``event`` is set no further model call is sent, and a call in
+    flight whose runtime can close its request (``on_abandon``: the local runtimes) is
+    closed at once; either raises ``CallCancelled``. A remote call in flight finishes."""
+    token = _cancel.set(event)
+    try:
+        yield
+    finally:
+        _cancel.reset(token)
+
+
+def check_cancelled() -> None:
+    """Raise ``CallCancelled`` if the work of this call was cancelled."""
+    event = _cancel.get()
+    if event is not None and event.is_set():
+        raise CallCancelled("the request was cancelled: no further model calls")
+
+
 MAX_ABANDONED = 8  # requests past their deadline that may still run at the backend
 _abandoned = {"n": 0}
 _abandoned_lock = threading.Lock()
 
 
+class _Attempt:
+    """One bounded call running in a worker thread; the caller abandons it past its
+    deadline or on cancel, and its hooks then close what it has open."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.abandoned = False
+        self.hooks: list[Callable[[], None]] = []
+
+    def finish(self) -> None:
+        with _abandoned_lock:
+            self.done = True
+            if self.abandoned:
+                _abandoned["n"] -= 1
+
+    def abandon(self) -> bool:
+        """Abandon the call unless it has finished (False then); runs the hooks."""
+        with _abandoned_lock:
+            if self.done:
+                return False
+            self.abandoned = True
+            _abandoned["n"] += 1
+            hooks, self.hooks = self.hooks, []
+        for hook in hooks:
+            with contextlib.suppress(Exception):
+                hook()
+        return True
+
+    def closable(self) -> bool:
+        """Whether the request in flight registered a way to close it."""
+        with _abandoned_lock:
+            return bool(self.hooks)
+
+    def on_abandon(self, hook: Callable[[], None]) -> None:
+        with _abandoned_lock:
+            if not self.abandoned:
+                self.hooks.append(hook)
+                return
+        with contextlib.suppress(Exception):
+            hook()
+
+
+_attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "scale_attempt", default=None
+)
+
+
+def on_abandon(hook: Callable[[], None]) -> None:
+    """Run ``hook`` (e.g. shut a socket) if the model call this code serves is abandoned,
+    past its deadline or cancelled; at once if it already was. A runtime calls it before it
+    sends a request; outside a bounded call it does nothing."""
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.on_abandon(hook)
+
+
 def _bound_calls() -> None:
     """litellm's ``timeout`` bounds each read, so a server sending a byte every few
-    seconds could hold a call forever. Each attempt DSPy makes through litellm is given a
-    wall-clock deadline of its ``timeout``: past it the attempt fails as a timeout (and is
-    retried like one) while the abandoned request ends in a daemon thread. At most
+    seconds could hold a call forever. Each attempt DSPy makes through litellm runs in a
+    worker thread with a wall-clock deadline of its ``timeout``: past it the caller stops
+    waiting, the attempt's ``on_abandon`` hooks close its request (the local runtimes
+    register them; a remote request ends in the daemon thread) and the attempt fails as a
+    timeout (retried like one). Once its work is cancelled, a closable attempt is closed
+    at once and fails as ``CallCancelled``; another runs to its end or deadline. At most
     ``MAX_ABANDONED`` abandoned requests may still be running: past that, a new attempt
     fails at once instead of piling more requests onto a backend that does not answer."""
     from dspy.clients import lm as lm_module
@@ -101,8 +194,10 @@ def _bound_calls() -> None:
 
     def completion(request: dict[str, Any], num_retries: int, cache: Any = None) -> Any:
         timeout = request.get("timeout")
-        if not timeout or request.get("stream"):
+        cancel = _cancel.get()
+        if request.get("stream") or not (timeout or cancel):
             return original(request=request, num_retries=num_retries, cache=cache)
+        check_cancelled()
         with _abandoned_lock:
             running = _abandoned["n"]
         if running >= MAX_ABANDONED:
@@ -113,8 +208,9 @@ def _bound_calls() -> None:
                 llm_provider="scale",
             )
         box: dict[str, Any] = {}
-        state = {"abandoned": False}
+        attempt = _Attempt()
         context = contextvars.copy_context()
+        context.run(_attempt.set, attempt)
 
         def call() -> None:
             try:
@@ -124,20 +220,20 @@ def _bound_calls() -> None:
             except BaseException as exc:  # handed to the caller
                 box["error"] = exc
             finally:
-                with _abandoned_lock:
-                    state["done"] = True
-                    if state["abandoned"]:
-                        _abandoned["n"] -= 1
+                attempt.finish()
 
         worker = threading.Thread(target=call, daemon=True, name="scale-lm-call")
         worker.start()
-        worker.join(float(timeout))
-        with _abandoned_lock:
-            late = not state.get("done")
-            if late:
-                state["abandoned"] = True
-                _abandoned["n"] += 1
-        if late:
+        deadline = time.monotonic() + float(timeout) if timeout else math.inf
+        # on cancel, a request the runtime can close is closed at once; one it cannot (a
+        # remote provider's) runs to its end or deadline, so its work stays counted
+        while worker.is_alive() and not (cancel and cancel.is_set() and attempt.closable()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            worker.join(remaining if cancel is None else min(remaining, CANCEL_POLL_SECONDS))
+        if attempt.abandon():
+            check_cancelled()
             raise litellm.exceptions.Timeout(
                 message=f"no complete reply within the {timeout:g} s deadline",
                 model=str(request.get("model")),
