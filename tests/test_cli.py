@@ -350,3 +350,7 @@ def test_eval_with_a_budget_spends_within_it_and_resumes_without_calls(
     again = json.loads(capsys.readouterr().out)
     assert len(world.calls) == made  # every reply from the journal
     assert again == found
+    total = [a for a in argv if a not in ("--budget-tokens", "3000")]
+    total[total.index(str(out))] = str(tmp_path / "total.jsonl")
+    assert run([*total, "--budget-total", str(3000 * found["n"])]) == 0
+    assert json.loads(capsys.readouterr().out) == found  # the same budget, said for the whole

@@ -219,6 +219,21 @@ def test_a_cancel_lets_a_call_it_cannot_close_finish_and_sends_no_other(scripted
     assert len(scripted.calls) == 1
 
 
+def test_an_attempt_past_its_deadline_closes_its_request(scripted):
+    released = threading.Event()
+
+    def reply(prompt: str, params: dict) -> str:
+        scale.models.patches.on_abandon(released.set)
+        released.wait(10)
+        return "[[ ## answer ## ]]\n42"
+
+    scripted.rules.append((".*", reply))
+    lm = make_lm("scripted/slow", timeout=0.5, num_retries=0, cache=False)
+    with pytest.raises(Exception, match="deadline"):
+        lm("What is 6*7?")
+    assert released.is_set()
+
+
 def test_unparseable_replies_fall_back_to_json_then_to_the_raw_text():
     plan = FaultPlan(script=("empty", None, "garbage", "garbage"))
     with FakeServer(faults=plan) as server:

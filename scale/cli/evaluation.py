@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_program_options(p)
     add_threads_option(p)
     p.add_argument("--out", help="results JSONL (default: a new temporary file)")
-    p.add_argument(
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
         "--budget-tokens",
         type=positive,
         metavar="N",
@@ -50,11 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "whose answers are most split per token (majority answer), never over the budget; "
         "replaces --method (default: no budget)",
     )
+    budget.add_argument(
+        "--budget-total",
+        type=positive,
+        metavar="N",
+        help="as --budget-tokens, with N tokens for the whole dataset",
+    )
     p.add_argument(
         "--budget-cap",
         type=sample_cap,
         default=8,
-        help="with --budget-tokens: the most replies one problem gets (default: %(default)s)",
+        help="with a budget: the most replies one problem gets (default: %(default)s)",
     )
     add_resume_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -76,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_overlap(spec.program, [e.id for e in examples], spec.tracking_uri)
     program = spec.build()
     out = args.out or str(Path(tempfile.mkdtemp(prefix="scale-eval-")) / "results.jsonl")
-    if args.budget_tokens:
+    if args.budget_tokens or args.budget_total:
         return _run_budget(args, spec, examples, out)
     with tracked_run(args, f"eval {program.method} {args.dataset}", spec) as tracker:
         rows, summary = evaluate(
@@ -113,8 +120,8 @@ def _run_budget(args: argparse.Namespace, spec, examples: list, out: str) -> int
             "(--model, --system2-*), not another --method or a --program"
         )
     program = dataclasses.replace(spec, method="cot").build()
-    budget = args.budget_tokens * len(examples)
-    with tracked_run(args, f"eval budget {args.budget_tokens} {args.dataset}", spec) as tracker:
+    budget = args.budget_total or args.budget_tokens * len(examples)
+    with tracked_run(args, f"eval budget {budget} {args.dataset}", spec) as tracker:
         rows, summary, sampler = run_budget(
             program.system2,
             examples,
