@@ -37,11 +37,13 @@ class Variant:
 
     gate: float
     rule: StopRule
+    mixed: bool = False  # System 2 draws sampled programs too, alternating with CoT chains
 
     @property
     def label(self) -> str:
         kept = {CrossCheck.AGREED: "agreed", CrossCheck.UNCONTESTED: "uncontested"}
-        return f"crosscheck {kept.get(self.gate, self.gate)}, {self.rule.describe()}"
+        chains = ", mixed chains" if self.mixed else ""
+        return f"crosscheck {kept.get(self.gate, self.gate)}, {self.rule.describe()}{chains}"
 
 
 _PRESET = PRESETS["crosscheck"]
@@ -61,6 +63,11 @@ VARIANTS = [
         StopRule("adaptive", 8, 0.8),  # 8 of the 9 stored chains (CoT 8, the program)
     )
 ]
+# System 2 over CoT and program samples (pot-vote's 4 sampled programs), one order fixed
+# beforehand: CoT's greedy reply, the greedy program, then a CoT chain and a program by turns
+MIXED = [
+    Variant(_PRESET.routing["gate"], StopRule("adaptive", cap, 0.8), mixed=True) for cap in (5, 8)
+]
 
 
 def _first(row: ResultRow) -> dict:
@@ -79,15 +86,23 @@ def _cost(samples: list[dict]) -> dict[str, float]:
     }
 
 
+def _alternate(first: list[dict], second: list[dict]) -> list[dict]:
+    out = []
+    for i in range(max(len(first), len(second))):
+        out += first[i : i + 1] + second[i : i + 1]
+    return out
+
+
 def replay_variant(
     variant: Variant,
     rated: dict[str, ResultRow],
     cot: dict[str, ResultRow],
     pot: dict[str, ResultRow],
     vote: dict[str, ResultRow],
+    sampled_programs: dict[str, ResultRow] | None = None,
 ) -> list[ResultRow]:
     """The rows ``variant`` gives on the problems ``rated`` holds (the preset's rows, whose
-    difficulty is the cross-check's score)."""
+    difficulty is the cross-check's score); a mixed variant needs ``sampled_programs``."""
     rows = []
     for id_, row in rated.items():
         greedy, program = _first(cot[id_]), _first(pot[id_])
@@ -98,6 +113,9 @@ def replay_variant(
             system, answer = 1, greedy["answer"] or program["answer"]
         else:
             drawn = stored_answers(vote[id_])[1:]  # rollouts 1.. (0 is the greedy reply's place)
+            if variant.mixed:
+                assert sampled_programs is not None
+                drawn = _alternate(drawn, sampled_programs[id_].recorded_samples())
             chains = [greedy, *([program] if program["answer"] else []), *drawn]
             used = chains[: variant.rule.replay([c["answer"] for c in chains])]
             new = [c for c in used if any(c is d for d in drawn)]
@@ -152,6 +170,11 @@ def collect(
     pot_by_id, vote = {r.id: r for r in pot}, {r.id: r for r in chains}
     for variant in VARIANTS:
         found[variant.label] = replay_variant(variant, rated, cot, pot_by_id, vote)
+    sampled = _rows(programs / "pot-vote.jsonl", ids)
+    if sampled is not None:
+        by_id = {r.id: r for r in sampled}
+        for variant in MIXED:
+            found[variant.label] = replay_variant(variant, rated, cot, pot_by_id, vote, by_id)
     return found
 
 
