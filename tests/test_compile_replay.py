@@ -231,6 +231,17 @@ def test_load_recorded_names_what_is_missing(tmp_path):
         load_recorded(MATH / "chains-8", {"nope": "1"})
 
 
+def _close(a, b) -> bool:
+    """Equal structures whose floats agree to 1e-9."""
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-9, abs=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def test_compile_replay_cli_writes_a_program_that_says_why(tmp_path, capsys):
     out = tmp_path / "tuned.json"
     argv = ["compile", "--replay", str(MATH / "chains-8"), "--dataset", str(MATH / "fold-a.jsonl")]
@@ -241,7 +252,8 @@ def test_compile_replay_cli_writes_a_program_that_says_why(tmp_path, capsys):
     assert "nested estimate" in printed and "wrote: calibrated+program" in printed
     saved = json.loads(out.read_text())
     committed = json.loads((REPLAYED / "programs-accuracy-a.json").read_text())
-    assert saved["routing"] == committed["routing"]  # the bench's program, from the CLI
+    # the bench's program, from the CLI (weights to float rounding: numpy's sums may differ)
+    assert _close(saved["routing"], committed["routing"])
     assert saved["scale"]["report"]["advantage"]["replace"] is True
 
 

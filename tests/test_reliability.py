@@ -652,7 +652,7 @@ def test_malformed_dataset_rows_are_reported_and_valid_ones_evaluated(
     print(f"\nstats: dataset of {len(rows) + 2} lines: {len(skipped)} reported, 5 evaluated")
 
 
-# --- deadlines, caches and interruptions (the trust issue) -----------------------------------
+# --- deadlines, caches and interruptions -----------------------------------------------------
 
 
 def test_timeout_is_a_wall_clock_deadline_per_call():
@@ -700,7 +700,7 @@ def test_first_ctrl_c_saves_and_exits_130_without_waiting_for_calls_in_flight(tm
     print(f"\nstats: Ctrl-C with 2 calls in flight (server delay 60 s): exit 130 in {waited:.1f} s")
 
 
-# --- one model load and model-only timing in-process; options and defaults that must agree ---
+# --- the in-process runtime: one model load, model-only timing; defaults that agree ----------
 
 
 class SlowLlama(CrashingLlama):

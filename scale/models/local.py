@@ -264,10 +264,10 @@ class LlamaCppProvider(CustomLLM):
                 llm = RUNTIME.get(path, logits_all=want_logprobs)
             except ModelError as exc:
                 raise CustomLLMError(status_code=500, message=str(exc)) from None
-            eos = llm.token_eos()
 
             def end_if_abandoned(_ids: Any, scores: Any) -> Any:
                 if abandoned.is_set():  # only the end-of-text token may follow
+                    eos = llm.token_eos()
                     kept = scores[eos]
                     scores[:] = -float("inf")
                     scores[eos] = kept
