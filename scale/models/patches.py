@@ -115,7 +115,7 @@ def check_cancelled() -> None:
         raise CallCancelled("the request was cancelled: no further model calls")
 
 
-MAX_ABANDONED = 8  # requests past their deadline that may still run at the backend
+MAX_ABANDONED = 8  # abandoned requests (past the deadline, cancelled) still running
 _abandoned = {"n": 0}
 _abandoned_lock = threading.Lock()
 
