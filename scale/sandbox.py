@@ -249,8 +249,9 @@ class Sandbox:
         command = [
             bwrap,
             *("--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"),
-            *_binds(),
+            # the tmpfs first: an interpreter under /tmp (a venv there) is bound over it
             *("--dev", "/dev", "--size", str(self.limits.file_bytes), "--tmpfs", "/tmp"),
+            *_binds(),
             *("--chdir", "/tmp", "--clearenv", "--setenv", "HOME", "/tmp"),
             *("--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"),
             *("--hostname", "sandbox", "--"),

@@ -9,6 +9,7 @@ and its network untouched.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -226,3 +227,18 @@ def test_the_sandbox_still_answers_after_the_attacks(box):
     run = box.run("from sympy import sqrt\nprint(sqrt(8))")
     assert run.ok and run.answer == "2*sqrt(2)" and run.latex == "2 \\sqrt{2}"
     assert os.getpid() > 0  # this process is alive and well
+
+
+def test_an_interpreter_under_tmp_still_runs(monkeypatch):
+    """The private /tmp is mounted before the interpreter's folders are bound, so a venv
+    under /tmp (a CI clone there) is not hidden by it."""
+    venv = Path("/tmp") / f"scale-venv-{os.getpid()}"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    try:
+        monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+        monkeypatch.setattr(sys, "prefix", str(venv))
+        monkeypatch.setattr(sys, "exec_prefix", str(venv))
+        run = Sandbox(Limits(wall_seconds=6.0, cpu_seconds=3), workers=1).run("print(6 * 7)")
+        assert run.ok and run.stdout.strip() == "42", run
+    finally:
+        shutil.rmtree(venv)
