@@ -166,53 +166,98 @@ def run_bench(
     for start in starts:
         chunk = examples[start : start + size]
         done = start + len(chunk)
-        for name in sampled:
-            program = programs[name]
-            identity = (
-                {"method": "plain-cot", "model": program.lm.model}
-                if isinstance(program, PlainCoT)
-                else fingerprint(program)
-            )
-            path = out_dir / f"{name}.jsonl"
-            stored = {r.id: r.error for r in read_results(path)} if path.exists() else {}
-            chunk_rows, summary = evaluate(
+        for name, program in programs.items():
+            desc = f"{name}, problems {start + 1}-{done} of {len(examples)}"
+            chunk_rows, seconds, new = _run_method(
                 program,
                 chunk,
+                out_dir / f"{name}.jsonl",
+                dataset=dataset,
                 threads=threads,
-                out=path,
-                identity=identity | {"dataset": dataset},
-                resume=True,
                 retry_errors=retry_errors,
                 progress=progress,
-                desc=f"{name}, problems {start + 1}-{done} of {len(examples)}",
+                desc=desc,
             )
             rows[name] += chunk_rows
-            wall[name] += summary.wall_s
-            ran |= any(r.id not in stored or (retry_errors and stored[r.id]) for r in chunk_rows)
+            wall[name] += seconds
+            ran |= new
         if not ran and (report or start != starts[-1]):
             continue
-        results = {name: rows[name] for name in sampled}
-        if "vote" in results:
-            results |= replayed_methods(results["vote"], vote_samples, results.get("cot"))
-        if "pot-vote" in results:
-            pot = results.get("pot")
-            results |= replayed_methods(results["pot-vote"], vote_samples, pot, prefix="pot-")
-        summaries = {name: summarize(r, wall.get(name, 0.0)) for name, r in results.items()}
-        report = write_report(
-            results,
-            summaries,
+        report = _report(
+            rows,
+            wall,
             examples,
             out_dir,
             done=done,
+            vote_samples=vote_samples,
+            tracker=tracker,
             dataset=dataset,
             models=models,
             checksums=checksums,
         )
-        if tracker is not None:
-            for name, summary in summaries.items():
-                tracker.metrics({f"{name}.{k}": v for k, v in summary.to_dict().items()}, step=done)
-            for path in sorted(out_dir.glob("*.jsonl")) + sorted(out_dir.glob("report*")):
-                tracker.artifact(path)
-            for path in sorted(out_dir.glob("*.png")):
-                tracker.artifact(path)
+    return report
+
+
+def _run_method(
+    program: dspy.Module,
+    chunk: list[dspy.Example],
+    path: Path,
+    *,
+    dataset: str,
+    threads: int,
+    retry_errors: bool,
+    progress: bool,
+    desc: str,
+) -> tuple[list[ResultRow], float, bool]:
+    """One method on one round's problems, resumed from ``path``: its rows, wall seconds,
+    and whether it made a row (or redid an error row)."""
+    identity = (
+        {"method": "plain-cot", "model": program.lm.model}
+        if isinstance(program, PlainCoT)
+        else fingerprint(program)
+    )
+    stored = {r.id: r.error for r in read_results(path)} if path.exists() else {}
+    rows, summary = evaluate(
+        program,
+        chunk,
+        threads=threads,
+        out=path,
+        identity=identity | {"dataset": dataset},
+        resume=True,
+        retry_errors=retry_errors,
+        progress=progress,
+        desc=desc,
+    )
+    new = any(r.id not in stored or (retry_errors and stored[r.id]) for r in rows)
+    return rows, summary.wall_s, new
+
+
+def _report(
+    rows: dict[str, list[ResultRow]],
+    wall: dict[str, float],
+    examples: list[dspy.Example],
+    out_dir: Path,
+    *,
+    done: int,
+    vote_samples: int,
+    tracker: Tracker | None,
+    **provenance: Any,
+) -> dict[str, Any]:
+    """The report of the sampled methods and those replayed from their samples, on the
+    first ``done`` problems; logged to ``tracker`` with the files."""
+    results = dict(rows)
+    if "vote" in results:
+        results |= replayed_methods(results["vote"], vote_samples, results.get("cot"))
+    if "pot-vote" in results:
+        pot = results.get("pot")
+        results |= replayed_methods(results["pot-vote"], vote_samples, pot, prefix="pot-")
+    summaries = {name: summarize(r, wall.get(name, 0.0)) for name, r in results.items()}
+    report = write_report(results, summaries, examples, out_dir, done=done, **provenance)
+    if tracker is not None:
+        for name, summary in summaries.items():
+            tracker.metrics({f"{name}.{k}": v for k, v in summary.to_dict().items()}, step=done)
+        for path in sorted(out_dir.glob("*.jsonl")) + sorted(out_dir.glob("report*")):
+            tracker.artifact(path)
+        for path in sorted(out_dir.glob("*.png")):
+            tracker.artifact(path)
     return report
