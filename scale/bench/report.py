@@ -273,8 +273,8 @@ def estimator_report(
         out_dir / "outcomes.jsonl", "".join(json.dumps(o.to_dict()) + "\n" for o in outcomes)
     )
     quality = estimator_quality(outcomes)
-    for name, levels in quality.items():
-        for level, q in levels.items():
+    for name, by_level in quality.items():
+        for level, q in by_level.items():
             chosen = [o for o in outcomes if (o.index >= 0) == (level == "steps")]
             q["best_threshold"] = _best_threshold(
                 [o.scores.get(name) for o in chosen], [o.hard for o in chosen]
@@ -289,24 +289,41 @@ def estimator_report(
         "n_steps": len(steps),
         "n_problems": len(problems),
         "errors": errors,
-        "hard_share": {
-            "steps": round(sum(o.hard for o in steps) / len(steps), 3) if steps else None,
-            "problems": round(sum(o.hard for o in problems) / len(problems), 3)
-            if problems
-            else None,
-        },
+        "hard_share": {"steps": _hard_share(steps), "problems": _hard_share(problems)},
         "estimators": quality,
         "machine": machine(),
     }
     atomic_write_text(out_dir / "estimators.json", json.dumps(report, indent=2))
+    atomic_write_text(out_dir / "estimators.md", estimators_markdown(report))
+    if tracker is not None:
+        tracker.metrics(
+            {
+                f"{name}.{level}.auroc": q["auroc"]
+                for name, by_level in quality.items()
+                for level, q in by_level.items()
+                if q.get("auroc") is not None
+            }
+        )
+        for name in ("estimators.json", "estimators.md", "outcomes.jsonl"):
+            tracker.artifact(out_dir / name)
+    return report
+
+
+def _hard_share(outcomes: list) -> float | None:
+    return round(sum(o.hard for o in outcomes) / len(outcomes), 3) if outcomes else None
+
+
+def estimators_markdown(report: dict[str, Any]) -> str:
+    """``estimators.md``: provenance, what *hard* means, and one row per estimator and level."""
+    errors, share = report["errors"], report["hard_share"]
     lines = [
-        f"# Difficulty estimators on {len(steps)} steps and {len(problems)} problems",
+        f"# Difficulty estimators on {report['n_steps']} steps and {report['n_problems']} problems",
         "",
         *provenance(report),
         "",
         "A step is *hard* when System 1's greedy answer differs from System 2's (in System 2's "
         "context); a problem is hard when System 1's greedy answer to it is wrong. Hard share: "
-        f"steps {report['hard_share']['steps']}, problems {report['hard_share']['problems']}.",
+        f"steps {share['steps']}, problems {share['problems']}.",
         "",
         *(
             [f"Left out after an error: {', '.join(f'{k} ({v})' for k, v in errors.items())}.", ""]
@@ -317,8 +334,8 @@ def estimator_report(
         "scores | quartiles | best threshold (S1 kept right / failures escalated) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, levels in quality.items():
-        for level, q in levels.items():
+    for name, by_level in report["estimators"].items():
+        for level, q in by_level.items():
             best = q["best_threshold"]
             shown = (
                 f"{best['threshold']:g} ({best['kept_right']:.2f} / {best['escalated_wrong']:.2f})"
@@ -329,19 +346,7 @@ def estimator_report(
                 f"| {name} | {level} | {q['auroc']} | {q['n']} ({q['hard']}) | {q['fires']} | "
                 f"{q['precision_when_fired']} | {q['distinct']} | {q['quartiles']} | {shown} |"
             )
-    atomic_write_text(out_dir / "estimators.md", "\n".join(lines) + "\n")
-    if tracker is not None:
-        tracker.metrics(
-            {
-                f"{name}.{level}.auroc": q["auroc"]
-                for name, levels in quality.items()
-                for level, q in levels.items()
-                if q.get("auroc") is not None
-            }
-        )
-        for name in ("estimators.json", "estimators.md", "outcomes.jsonl"):
-            tracker.artifact(out_dir / name)
-    return report
+    return "\n".join(lines) + "\n"
 
 
 def _best_threshold(scores: list[float | None], hard: list[bool]) -> dict[str, float] | None:
