@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +170,9 @@ def cancelled_call(scripted, closable: bool) -> tuple[dict[str, Any], threading.
     released = threading.Event()
 
     def reply(prompt: str, params: dict) -> str:
-        if closable:
-            scale.models.patches.on_abandon(released.set)
-        released.wait(10)
+        hook = scale.models.patches.on_abandon(released.set) if closable else nullcontext()
+        with hook:
+            released.wait(10)
         return "[[ ## answer ## ]]\n42"
 
     scripted.rules.append((".*", reply))
@@ -223,8 +224,8 @@ def test_an_attempt_past_its_deadline_closes_its_request(scripted):
     released = threading.Event()
 
     def reply(prompt: str, params: dict) -> str:
-        scale.models.patches.on_abandon(released.set)
-        released.wait(10)
+        with scale.models.patches.on_abandon(released.set):
+            released.wait(10)
         return "[[ ## answer ## ]]\n42"
 
     scripted.rules.append((".*", reply))

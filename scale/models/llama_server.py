@@ -204,12 +204,12 @@ class ManagedServer:
                 abandoned.set()
                 sock.shutdown(socket.SHUT_RDWR)
 
-            on_abandon(close)
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = {"Content-Type": "application/json"} if payload else {}
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
+            with on_abandon(close):
+                payload = json.dumps(body).encode() if body is not None else None
+                headers = {"Content-Type": "application/json"} if payload else {}
+                connection.request(method, path, body=payload, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             if abandoned.is_set():
                 raise _Abandoned(f"{method} {path}: closed, the call was abandoned") from exc

@@ -229,7 +229,7 @@ class LlamaCppProvider(CustomLLM):
             raise CustomLLMError(status_code=400, message=f"recorded runtime: {exc}") from None
         try:
             qualified = f"{PROVIDER}/{model.removeprefix(f'{PROVIDER}/')}"
-            result, seconds = store.complete(qualified, messages, params)
+            response = _response(model, *store.complete(qualified, messages, params))
         except RecordingError as exc:
             if strict:
                 raise CustomLLMError(status_code=404, message=f"recorded runtime: {exc}") from None
@@ -237,12 +237,6 @@ class LlamaCppProvider(CustomLLM):
         except Exception as exc:
             raise CustomLLMError(
                 status_code=400, message=f"recorded runtime: a malformed recording: {exc!r}"
-            ) from None
-        try:
-            response = _response(model, result, seconds)
-        except Exception as exc:
-            raise CustomLLMError(
-                status_code=400, message=f"recorded runtime: a malformed stored reply: {exc!r}"
             ) from None
         response._hidden_params["recorded"] = True  # counted as served, not spent
         return response
@@ -255,8 +249,7 @@ class LlamaCppProvider(CustomLLM):
 
         want_logprobs = bool(params.get("logprobs"))
         abandoned = threading.Event()
-        on_abandon(abandoned.set)
-        with RUNTIME.lock:
+        with on_abandon(abandoned.set), RUNTIME.lock:
             if abandoned.is_set():
                 raise CustomLLMError(status_code=499, message="the call was abandoned")
             started = time.perf_counter()  # after the lock: queueing is not model time

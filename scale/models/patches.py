@@ -149,11 +149,11 @@ class _Attempt:
         return True
 
     def closable(self) -> bool:
-        """Whether the request in flight registered a way to close it."""
+        """Whether a request open now registered a way to close it."""
         with _abandoned_lock:
             return bool(self.hooks)
 
-    def on_abandon(self, hook: Callable[[], None]) -> None:
+    def add(self, hook: Callable[[], None]) -> None:
         with _abandoned_lock:
             if not self.abandoned:
                 self.hooks.append(hook)
@@ -161,19 +161,31 @@ class _Attempt:
         with contextlib.suppress(Exception):
             hook()
 
+    def discard(self, hook: Callable[[], None]) -> None:
+        with _abandoned_lock:
+            if hook in self.hooks:
+                self.hooks.remove(hook)
+
 
 _attempt: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
     "scale_attempt", default=None
 )
 
 
-def on_abandon(hook: Callable[[], None]) -> None:
-    """Run ``hook`` (e.g. shut a socket) if the model call this code serves is abandoned,
-    past its deadline or cancelled; at once if it already was. A runtime calls it before it
-    sends a request; outside a bounded call it does nothing."""
+@contextlib.contextmanager
+def on_abandon(hook: Callable[[], None]) -> Iterator[None]:
+    """While the block runs (a runtime's request is open), run ``hook`` (e.g. shut a
+    socket) if the model call this code serves is abandoned, past its deadline or
+    cancelled; at once if it already was. Outside a bounded call it does nothing."""
     attempt = _attempt.get()
-    if attempt is not None:
-        attempt.on_abandon(hook)
+    if attempt is None:
+        yield
+        return
+    attempt.add(hook)
+    try:
+        yield
+    finally:
+        attempt.discard(hook)
 
 
 def _bound_calls() -> None:
